@@ -1,0 +1,115 @@
+/*
+ * model.h — decoder-only transformer models in fp32: configuration, weights,
+ * loading from the sources users have, and the forward pass with a KV cache.
+ *
+ * Families: llama (Llama 2/3, TinyLlama, SmolLM, llama2.c), mistral, qwen2
+ * (q/k/v biases), gemma2 (GeGLU, (1+w) RMSNorm, pre- and post-norms,
+ * embedding scaling, attention and final logit soft-capping, alternating
+ * sliding-window attention).
+ * Sources: a Hugging Face directory (config.json + safetensors, F32/F16/BF16,
+ * sharded or not), a GGUF file (F32/F16/BF16 and quantized types dequantized
+ * on load; llama.cpp's permuted Q/K rows undone), a llama2.c .bin checkpoint.
+ *
+ * All weights are held as fp32 row-major [out][in] matrices in HF layout
+ * (RoPE as rotate-half over each head unless cfg.rope_interleaved).
+ *
+ * Not here: quantized weights and kernels (src/quant), training (src/train).
+ */
+#ifndef MQ_MODEL_H
+#define MQ_MODEL_H
+
+#include "core/core.h"
+#include "text/tokenizer.h"
+
+typedef enum { MQ_ARCH_LLAMA = 0, MQ_ARCH_MISTRAL, MQ_ARCH_QWEN2, MQ_ARCH_GEMMA2 } mq_arch;
+typedef enum { MQ_ACT_SILU = 0, MQ_ACT_GELU_TANH } mq_act;
+
+typedef struct {
+    mq_arch arch;
+    int dim;            /* hidden size C */
+    int hidden_dim;     /* FFN intermediate size */
+    int n_layers;
+    int n_heads;
+    int n_kv_heads;
+    int head_dim;       /* D (n_heads*D need not equal dim: gemma2) */
+    int vocab_size;
+    int max_seq;        /* max_position_embeddings */
+    float norm_eps;
+    float rope_theta;
+    bool rope_interleaved;  /* llama2.c: rotate adjacent pairs (x0,x1),(x2,x3)... */
+    /* llama3-style rope scaling (rope_scaling.rope_type == "llama3"); factor 0 = off */
+    float rope_scale_factor, rope_low_freq_factor, rope_high_freq_factor;
+    int rope_orig_max_pos;
+    bool tied_embeddings;
+    bool qkv_bias;          /* qwen2 */
+    mq_act act;
+    /* gemma2 */
+    bool norm_plus_one;     /* RMSNorm weight used as (1 + w) */
+    bool post_norms;        /* post-attention and post-FFN norms */
+    bool embed_scale;       /* multiply embeddings by sqrt(dim) */
+    float attn_softcap;     /* 0 = off */
+    float final_softcap;    /* 0 = off */
+    float query_scale;      /* scores scaled by query_scale (default 1/sqrt(D)) */
+    int sliding_window;     /* 0 = none; applied to even layers for gemma2, all for mistral */
+    bool sliding_even_only; /* gemma2: only layers 0,2,4,... use the window */
+    int bos_id, eos_id;     /* -1 if unknown */
+} mq_config;
+
+typedef struct {
+    float *attn_norm;      /* (C) */
+    float *wq;             /* (H*D, C) */
+    float *wk;             /* (KV*D, C) */
+    float *wv;             /* (KV*D, C) */
+    float *bq, *bk, *bv;   /* (H*D), (KV*D), (KV*D) or NULL */
+    float *wo;             /* (C, H*D) */
+    float *post_attn_norm; /* (C) or NULL (gemma2 only) */
+    float *ffn_norm;       /* (C) */
+    float *w_gate;         /* (F, C) */
+    float *w_up;           /* (F, C) */
+    float *w_down;         /* (C, F) */
+    float *post_ffn_norm;  /* (C) or NULL (gemma2 only) */
+} mq_layer;
+
+typedef struct mq_model {
+    mq_config cfg;
+    float *tok_emb;        /* (V, C) */
+    mq_layer *layers;      /* (L) */
+    float *final_norm;     /* (C) */
+    float *lm_head;        /* (V, C); == tok_emb when tied */
+    mq_tokenizer *tok;     /* NULL if the source has none and none was given */
+    char *source;          /* path it was loaded from */
+    char *source_kind;     /* "hf", "gguf", "llama2c" */
+    float **owned;         /* every fp32 buffer this model allocated */
+    int n_owned, cap_owned;
+} mq_model;
+
+typedef struct {
+    const char *tokenizer_path; /* overrides the source's tokenizer; required for llama2.c */
+} mq_load_opts;
+
+/* Load a model from an HF directory, a .gguf file or a llama2.c .bin (by
+ * content: GGUF magic, directory, else llama2.c header). Validates shapes
+ * against the config and rejects NaN/Inf weights naming the tensor.
+ * On error *out is NULL. */
+mq_status mq_model_load(const char *path, const mq_load_opts *opts, mq_model **out);
+void mq_model_free(mq_model *m);
+/* Number of parameters (embeddings counted once when tied). */
+int64_t mq_model_n_params(const mq_model *m);
+
+/* Inference state: KV cache for up to max_ctx positions and scratch for up
+ * to max_batch tokens per forward call. All memory is allocated here, none
+ * per token. */
+typedef struct mq_state mq_state;
+mq_state *mq_state_new(const mq_model *m, int max_ctx, int max_batch);
+void mq_state_free(mq_state *s);
+
+/* Run tokens[0..n) at positions pos..pos+n-1 (the cache must hold positions
+ * 0..pos-1 from earlier calls). n may exceed max_batch (processed in
+ * pieces). Logits: all_logits ? (n, V) : (V) for the last token only.
+ * Errors: position past max_ctx, token id out of range. */
+mq_status mq_forward(const mq_model *m, mq_state *s, const int32_t *tokens, int n, int pos,
+                     float *logits, bool all_logits);
+
+const char *mq_arch_name(mq_arch a);
+
+#endif
