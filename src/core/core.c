@@ -39,7 +39,15 @@ void mq_error_prefix(const char *fmt, ...) {
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
     memcpy(old, err_msg, sizeof old);
-    snprintf(err_msg, sizeof err_msg, "%s: %s", prefix, old);
+    size_t n = strlen(prefix);
+    if (n > sizeof err_msg - 3) n = sizeof err_msg - 3;
+    memcpy(err_msg, prefix, n);
+    memcpy(err_msg + n, ": ", 2);
+    size_t rest = sizeof err_msg - n - 3;
+    size_t k = strlen(old);
+    if (k > rest) k = rest;
+    memcpy(err_msg + n + 2, old, k);
+    err_msg[n + 2 + k] = 0;
 }
 
 _Noreturn void mq_assert_fail(const char *expr, const char *file, int line) {

@@ -76,6 +76,7 @@ typedef struct mq_model {
     mq_layer *layers;      /* (L) */
     float *final_norm;     /* (C) */
     float *lm_head;        /* (V, C); == tok_emb when tied */
+    float *inv_freq;       /* (D/2) RoPE inverse frequencies, scaling applied */
     mq_tokenizer *tok;     /* NULL if the source has none and none was given */
     char *source;          /* path it was loaded from */
     char *source_kind;     /* "hf", "gguf", "llama2c" */

@@ -1,0 +1,252 @@
+/*
+ * forward.c — the fp32 forward pass with a KV cache, for every family in
+ * model.h. A call processes a batch of B consecutive tokens: projections are
+ * (B, in) x (out, in)^T products through OpenBLAS, attention and the
+ * element-wise ops run on OpenMP threads. All memory is planned in
+ * mq_state_new; nothing is allocated per token.
+ *
+ * Not here: quantized kernels (src/quant) and backward passes (src/train).
+ * References: transformers modeling_llama / modeling_gemma2 (op order, the
+ * fp32 RoPE angle pos * inv_freq, soft-capping, sliding windows:
+ * key j is visible from query p when p - W < j <= p).
+ */
+#include "nn/model.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+struct mq_state {
+    int max_ctx, max_batch, nthreads;
+    size_t kv_dim;
+    float *k_cache;  /* (L, max_ctx, KV*D) */
+    float *v_cache;  /* (L, max_ctx, KV*D) */
+    float *x;        /* (B, C) residual stream */
+    float *xb;       /* (B, C) normed input of a sub-block */
+    float *xo;       /* (B, C) sub-block output */
+    float *q;        /* (B, H*D) */
+    float *k;        /* (B, KV*D) */
+    float *v;        /* (B, KV*D) */
+    float *att;      /* (B, H*D) attention output before o_proj */
+    float *hb;       /* (B, F) gate */
+    float *hb2;      /* (B, F) up */
+    float *scores;   /* (nthreads, max_ctx) */
+};
+
+mq_state *mq_state_new(const mq_model *m, int max_ctx, int max_batch) {
+    const mq_config *c = &m->cfg;
+    if (max_ctx <= 0) max_ctx = c->max_seq;
+    if (max_batch <= 0) max_batch = 1;
+    if (max_batch > max_ctx) max_batch = max_ctx;
+    mq_state *s = mq_calloc(1, sizeof *s);
+    s->max_ctx = max_ctx;
+    s->max_batch = max_batch;
+    s->nthreads = omp_get_max_threads();
+    size_t B = (size_t)max_batch, C = (size_t)c->dim, F = (size_t)c->hidden_dim;
+    size_t QD = (size_t)c->n_heads * c->head_dim;
+    s->kv_dim = (size_t)c->n_kv_heads * c->head_dim;
+    size_t cache = (size_t)c->n_layers * (size_t)max_ctx * s->kv_dim;
+    s->k_cache = mq_aligned_alloc(cache * sizeof(float));
+    s->v_cache = mq_aligned_alloc(cache * sizeof(float));
+    s->x = mq_aligned_alloc(B * C * sizeof(float));
+    s->xb = mq_aligned_alloc(B * C * sizeof(float));
+    s->xo = mq_aligned_alloc(B * C * sizeof(float));
+    s->q = mq_aligned_alloc(B * QD * sizeof(float));
+    s->k = mq_aligned_alloc(B * s->kv_dim * sizeof(float));
+    s->v = mq_aligned_alloc(B * s->kv_dim * sizeof(float));
+    s->att = mq_aligned_alloc(B * QD * sizeof(float));
+    s->hb = mq_aligned_alloc(B * F * sizeof(float));
+    s->hb2 = mq_aligned_alloc(B * F * sizeof(float));
+    s->scores = mq_aligned_alloc((size_t)s->nthreads * (size_t)max_ctx * sizeof(float));
+    return s;
+}
+
+void mq_state_free(mq_state *s) {
+    if (!s) return;
+    free(s->k_cache); free(s->v_cache); free(s->x); free(s->xb); free(s->xo);
+    free(s->q); free(s->k); free(s->v); free(s->att); free(s->hb); free(s->hb2);
+    free(s->scores);
+    free(s);
+}
+
+/* ================================================================= ops */
+
+/* out(B, O) = inp(B, K) @ w(O, K)^T (+ bias(O)) */
+static void matmul_fwd(float *out, const float *inp, const float *w, const float *bias,
+                       int B, int K, int O) {
+    if (B == 1)
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, O, K, 1.0f, w, K, inp, 1, 0.0f, out, 1);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, O, K, 1.0f, inp, K, w, K, 0.0f,
+                    out, O);
+    if (bias)
+        for (int b = 0; b < B; b++)
+            for (int o = 0; o < O; o++) out[(size_t)b * O + o] += bias[o];
+}
+
+/* out(B, C) = inp * rsqrt(mean(inp^2) + eps) * (w or 1 + w) */
+static void rmsnorm_fwd(float *out, const float *inp, const float *w, int B, int C, float eps,
+                        bool plus_one) {
+#pragma omp parallel for if (B > 4)
+    for (int b = 0; b < B; b++) {
+        const float *x = inp + (size_t)b * C;
+        float *o = out + (size_t)b * C;
+        float ss = 0.0f;
+        for (int i = 0; i < C; i++) ss += x[i] * x[i];
+        float r = 1.0f / sqrtf(ss / (float)C + eps);
+        for (int i = 0; i < C; i++) o[i] = x[i] * r * (plus_one ? 1.0f + w[i] : w[i]);
+    }
+}
+
+/* Rotate each head of x (B rows of n_heads*D) by its position pos0 + b. */
+static void rope_fwd(float *x, const float *inv_freq, int B, int n_heads, int D, int pos0,
+                     bool interleaved) {
+    int half = D / 2;
+    for (int b = 0; b < B; b++) {
+        float p = (float)(pos0 + b);
+        for (int i = 0; i < half; i++) {
+            float ang = p * inv_freq[i];
+            float cs = cosf(ang), sn = sinf(ang);
+            for (int h = 0; h < n_heads; h++) {
+                float *v = x + ((size_t)b * n_heads + h) * D;
+                int i0 = interleaved ? 2 * i : i, i1 = interleaved ? 2 * i + 1 : i + half;
+                float a = v[i0], c = v[i1];
+                v[i0] = a * cs - c * sn;
+                v[i1] = c * cs + a * sn;
+            }
+        }
+    }
+}
+
+static inline float gelu_tanh(float x) {
+    const float k = 0.7978845608028654f; /* sqrt(2/pi) */
+    return 0.5f * x * (1.0f + tanhf(k * (x + 0.044715f * x * x * x)));
+}
+
+/* hb = act(hb) * hb2 */
+static void glu_fwd(float *hb, const float *hb2, size_t n, mq_act act) {
+#pragma omp parallel for if (n > 4096)
+    for (size_t i = 0; i < n; i++) {
+        float g = hb[i];
+        g = act == MQ_ACT_SILU ? g / (1.0f + expf(-g)) : gelu_tanh(g);
+        hb[i] = g * hb2[i];
+    }
+}
+
+static void softcap_fwd(float *x, size_t n, float cap) {
+    for (size_t i = 0; i < n; i++) x[i] = tanhf(x[i] / cap) * cap;
+}
+
+/* Causal attention of B queries at positions pos0.. over the layer's cache. */
+static void attention_fwd(mq_state *s, const mq_config *c, int layer, int B, int pos0) {
+    int H = c->n_heads, D = c->head_dim, group = c->n_heads / c->n_kv_heads;
+    size_t QD = (size_t)H * D, KD = s->kv_dim;
+    const float *kc = s->k_cache + (size_t)layer * s->max_ctx * KD;
+    const float *vc = s->v_cache + (size_t)layer * s->max_ctx * KD;
+    bool windowed = c->sliding_window > 0 && (!c->sliding_even_only || layer % 2 == 0);
+#pragma omp parallel for collapse(2) num_threads(s->nthreads) schedule(dynamic, 1)
+    for (int b = 0; b < B; b++) {
+        for (int h = 0; h < H; h++) {
+            int p = pos0 + b;
+            int start = windowed && p - c->sliding_window + 1 > 0 ? p - c->sliding_window + 1 : 0;
+            const float *q = s->q + (size_t)b * QD + (size_t)h * D;
+            size_t koff = (size_t)(h / group) * D;
+            float *sc = s->scores + (size_t)omp_get_thread_num() * s->max_ctx;
+            float mx = -INFINITY;
+            for (int j = start; j <= p; j++) {
+                const float *k = kc + (size_t)j * KD + koff;
+                float d = 0.0f;
+                for (int i = 0; i < D; i++) d += q[i] * k[i];
+                d *= c->query_scale;
+                if (c->attn_softcap > 0) d = tanhf(d / c->attn_softcap) * c->attn_softcap;
+                sc[j] = d;
+                if (d > mx) mx = d;
+            }
+            float sum = 0.0f;
+            for (int j = start; j <= p; j++) {
+                sc[j] = expf(sc[j] - mx);
+                sum += sc[j];
+            }
+            float inv = 1.0f / sum;
+            float *o = s->att + (size_t)b * QD + (size_t)h * D;
+            memset(o, 0, (size_t)D * sizeof(float));
+            for (int j = start; j <= p; j++) {
+                const float *v = vc + (size_t)j * KD + koff;
+                float w = sc[j] * inv;
+                for (int i = 0; i < D; i++) o[i] += w * v[i];
+            }
+        }
+    }
+}
+
+/* ============================================================ forward */
+
+static void forward_batch(const mq_model *m, mq_state *s, const int32_t *tokens, int B, int pos0,
+                          float *logits, bool all_logits) {
+    const mq_config *c = &m->cfg;
+    int C = c->dim, F = c->hidden_dim, D = c->head_dim;
+    int QD = c->n_heads * D, KD = (int)s->kv_dim;
+    for (int b = 0; b < B; b++) {
+        memcpy(s->x + (size_t)b * C, m->tok_emb + (size_t)tokens[b] * C, (size_t)C * sizeof(float));
+        if (c->embed_scale) {
+            float scale = sqrtf((float)C);
+            for (int i = 0; i < C; i++) s->x[(size_t)b * C + i] *= scale;
+        }
+    }
+    for (int l = 0; l < c->n_layers; l++) {
+        const mq_layer *L = &m->layers[l];
+        /* attention sub-block */
+        rmsnorm_fwd(s->xb, s->x, L->attn_norm, B, C, c->norm_eps, c->norm_plus_one);
+        matmul_fwd(s->q, s->xb, L->wq, L->bq, B, C, QD);
+        matmul_fwd(s->k, s->xb, L->wk, L->bk, B, C, KD);
+        matmul_fwd(s->v, s->xb, L->wv, L->bv, B, C, KD);
+        rope_fwd(s->q, m->inv_freq, B, c->n_heads, D, pos0, c->rope_interleaved);
+        rope_fwd(s->k, m->inv_freq, B, c->n_kv_heads, D, pos0, c->rope_interleaved);
+        size_t off = ((size_t)l * s->max_ctx + (size_t)pos0) * KD;
+        memcpy(s->k_cache + off, s->k, (size_t)B * KD * sizeof(float));
+        memcpy(s->v_cache + off, s->v, (size_t)B * KD * sizeof(float));
+        attention_fwd(s, c, l, B, pos0);
+        matmul_fwd(s->xo, s->att, L->wo, NULL, B, QD, C);
+        if (L->post_attn_norm)
+            rmsnorm_fwd(s->xo, s->xo, L->post_attn_norm, B, C, c->norm_eps, c->norm_plus_one);
+        for (size_t i = 0; i < (size_t)B * C; i++) s->x[i] += s->xo[i];
+        /* feed-forward sub-block */
+        rmsnorm_fwd(s->xb, s->x, L->ffn_norm, B, C, c->norm_eps, c->norm_plus_one);
+        matmul_fwd(s->hb, s->xb, L->w_gate, NULL, B, C, F);
+        matmul_fwd(s->hb2, s->xb, L->w_up, NULL, B, C, F);
+        glu_fwd(s->hb, s->hb2, (size_t)B * F, c->act);
+        matmul_fwd(s->xo, s->hb, L->w_down, NULL, B, F, C);
+        if (L->post_ffn_norm)
+            rmsnorm_fwd(s->xo, s->xo, L->post_ffn_norm, B, C, c->norm_eps, c->norm_plus_one);
+        for (size_t i = 0; i < (size_t)B * C; i++) s->x[i] += s->xo[i];
+    }
+    if (!logits) return;
+    int first = all_logits ? 0 : B - 1, R = all_logits ? B : 1;
+    rmsnorm_fwd(s->xb, s->x + (size_t)first * C, m->final_norm, R, C, c->norm_eps, c->norm_plus_one);
+    matmul_fwd(logits, s->xb, m->lm_head, NULL, R, C, c->vocab_size);
+    if (c->final_softcap > 0) softcap_fwd(logits, (size_t)R * c->vocab_size, c->final_softcap);
+}
+
+mq_status mq_forward(const mq_model *m, mq_state *s, const int32_t *tokens, int n, int pos,
+                     float *logits, bool all_logits) {
+    const mq_config *c = &m->cfg;
+    if (n <= 0) return mq_fail(MQ_ERR_ARG, "forward: no tokens");
+    if (pos < 0 || (int64_t)pos + n > s->max_ctx)
+        return mq_fail(MQ_ERR_ARG, "forward: positions %d..%d exceed the context of %d tokens",
+                       pos, pos + n - 1, s->max_ctx);
+    for (int i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= c->vocab_size)
+            return mq_fail(MQ_ERR_ARG, "forward: token id %d at position %d is outside the "
+                           "vocabulary (0..%d)", tokens[i], pos + i, c->vocab_size - 1);
+    for (int done = 0; done < n;) {
+        int B = n - done < s->max_batch ? n - done : s->max_batch;
+        bool last = done + B == n;
+        float *out = NULL;
+        if (all_logits) out = logits + (size_t)done * c->vocab_size;
+        else if (last) out = logits;
+        forward_batch(m, s, tokens + done, B, pos + done, out, all_logits);
+        done += B;
+    }
+    return MQ_OK;
+}

@@ -1,0 +1,216 @@
+/*
+ * model.c — the model object: ownership of fp32 weights, configuration
+ * checks, RoPE frequencies, and the format dispatch of mq_model_load.
+ *
+ * Not here: reading each format (load_hf.c, load_gguf.c, load_llama2c.c)
+ * and the forward pass (forward.c).
+ * References: transformers' LlamaRotaryEmbedding / _compute_llama3_parameters
+ * for the RoPE frequencies.
+ */
+#include "nn/load_internal.h"
+
+#include <math.h>
+#include <string.h>
+
+float *mq_model_alloc(mq_model *m, size_t n) {
+    if (m->n_owned == m->cap_owned) {
+        m->cap_owned = m->cap_owned ? 2 * m->cap_owned : 64;
+        m->owned = mq_realloc(m->owned, (size_t)m->cap_owned * sizeof *m->owned);
+    }
+    float *p = mq_aligned_alloc(n * sizeof(float));
+    memset(p, 0, n * sizeof(float));
+    m->owned[m->n_owned++] = p;
+    return p;
+}
+
+void mq_model_alloc_weights(mq_model *m) {
+    const mq_config *c = &m->cfg;
+    size_t C = (size_t)c->dim, F = (size_t)c->hidden_dim, V = (size_t)c->vocab_size;
+    size_t QD = (size_t)c->n_heads * c->head_dim, KD = (size_t)c->n_kv_heads * c->head_dim;
+    m->tok_emb = mq_model_alloc(m, V * C);
+    m->lm_head = c->tied_embeddings ? m->tok_emb : mq_model_alloc(m, V * C);
+    m->final_norm = mq_model_alloc(m, C);
+    m->layers = mq_calloc((size_t)c->n_layers, sizeof *m->layers);
+    for (int l = 0; l < c->n_layers; l++) {
+        mq_layer *L = &m->layers[l];
+        L->attn_norm = mq_model_alloc(m, C);
+        L->wq = mq_model_alloc(m, QD * C);
+        L->wk = mq_model_alloc(m, KD * C);
+        L->wv = mq_model_alloc(m, KD * C);
+        L->wo = mq_model_alloc(m, C * QD);
+        if (c->qkv_bias) {
+            L->bq = mq_model_alloc(m, QD);
+            L->bk = mq_model_alloc(m, KD);
+            L->bv = mq_model_alloc(m, KD);
+        }
+        L->ffn_norm = mq_model_alloc(m, C);
+        L->w_gate = mq_model_alloc(m, F * C);
+        L->w_up = mq_model_alloc(m, F * C);
+        L->w_down = mq_model_alloc(m, C * F);
+        if (c->post_norms) {
+            L->post_attn_norm = mq_model_alloc(m, C);
+            L->post_ffn_norm = mq_model_alloc(m, C);
+        }
+    }
+}
+
+void mq_rope_inv_freq(const mq_config *c, float *out) {
+    int D = c->head_dim;
+    for (int i = 0; i < D / 2; i++) {
+        /* as transformers: base ** (arange(0, D, 2) / D) in fp32 */
+        float inv = 1.0f / powf(c->rope_theta, (float)(2 * i) / (float)D);
+        if (c->rope_scale_factor > 0) {
+            float lo = c->rope_low_freq_factor, hi = c->rope_high_freq_factor;
+            float old = (float)c->rope_orig_max_pos, factor = c->rope_scale_factor;
+            float lo_wavelen = old / lo, hi_wavelen = old / hi;
+            float wavelen = 2.0f * (float)M_PI / inv;
+            if (wavelen > lo_wavelen) {
+                inv = inv / factor;
+            } else if (wavelen >= hi_wavelen) {
+                float smooth = (old / wavelen - lo) / (hi - lo);
+                inv = (1.0f - smooth) * inv / factor + smooth * inv;
+            }
+        }
+        out[i] = inv;
+    }
+}
+
+mq_status mq_config_validate(mq_model *m, const char *src) {
+    mq_config *c = &m->cfg;
+    const int64_t big = (int64_t)1 << 20;
+    struct { const char *name; int v; int64_t max; } f[] = {
+        {"hidden size", c->dim, big}, {"intermediate size", c->hidden_dim, big},
+        {"layer count", c->n_layers, 4096}, {"head count", c->n_heads, 4096},
+        {"kv head count", c->n_kv_heads, 4096}, {"head dim", c->head_dim, 65536},
+        {"vocab size", c->vocab_size, 1 << 24},
+    };
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
+        if (f[i].v <= 0 || f[i].v > f[i].max)
+            return mq_fail(MQ_ERR_FORMAT, "%s: %s %d is out of range (1..%lld)", src, f[i].name,
+                           f[i].v, (long long)f[i].max);
+    if (c->n_heads % c->n_kv_heads)
+        return mq_fail(MQ_ERR_FORMAT, "%s: head count %d is not a multiple of kv head count %d",
+                       src, c->n_heads, c->n_kv_heads);
+    if (c->head_dim % 2)
+        return mq_fail(MQ_ERR_FORMAT, "%s: head dim %d must be even for RoPE", src, c->head_dim);
+    if (!(c->norm_eps > 0) || !isfinite(c->norm_eps))
+        return mq_fail(MQ_ERR_FORMAT, "%s: norm epsilon %g must be positive", src, c->norm_eps);
+    if (!(c->rope_theta > 0) || !isfinite(c->rope_theta))
+        return mq_fail(MQ_ERR_FORMAT, "%s: rope theta %g must be positive", src, c->rope_theta);
+    if (c->max_seq <= 0) c->max_seq = 2048;
+    if (c->query_scale <= 0) c->query_scale = 1.0f / sqrtf((float)c->head_dim);
+    if (c->rope_scale_factor > 0 &&
+        (!(c->rope_low_freq_factor > 0) || !(c->rope_high_freq_factor > c->rope_low_freq_factor) ||
+         c->rope_orig_max_pos <= 0))
+        return mq_fail(MQ_ERR_FORMAT, "%s: llama3 rope_scaling needs low_freq_factor < "
+                       "high_freq_factor and original_max_position_embeddings", src);
+    if (c->bos_id >= c->vocab_size) c->bos_id = -1;
+    if (c->eos_id >= c->vocab_size) c->eos_id = -1;
+    /* every product used to size a buffer must fit */
+    size_t n;
+    if (!mq_mul_ok((size_t)c->vocab_size, (size_t)c->dim, &n) ||
+        !mq_mul_ok((size_t)c->hidden_dim, (size_t)c->dim, &n) ||
+        !mq_mul_ok((size_t)c->n_heads * (size_t)c->head_dim, (size_t)c->dim, &n) ||
+        n > ((size_t)1 << 40))
+        return mq_fail(MQ_ERR_FORMAT, "%s: tensor sizes overflow", src);
+    m->inv_freq = mq_model_alloc(m, (size_t)c->head_dim / 2);
+    mq_rope_inv_freq(c, m->inv_freq);
+    return MQ_OK;
+}
+
+mq_status mq_check_finite(const float *x, size_t n, const char *src, const char *tensor) {
+    int64_t i = mq_find_nonfinite(x, n);
+    if (i >= 0)
+        return mq_fail(MQ_ERR_NUMERIC, "%s: tensor '%s' has a non-finite value (%g) at element %lld",
+                       src, tensor, x[i], (long long)i);
+    return MQ_OK;
+}
+
+static bool is_gguf(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return false;
+    char magic[4] = {0};
+    size_t r = fread(magic, 1, 4, f);
+    fclose(f);
+    return r == 4 && !memcmp(magic, "GGUF", 4);
+}
+
+mq_status mq_model_load(const char *path, const mq_load_opts *opts, mq_model **out) {
+    *out = NULL;
+    mq_model *m = mq_calloc(1, sizeof *m);
+    m->cfg.bos_id = m->cfg.eos_id = -1;
+    m->source = mq_strdup(path);
+    mq_status st;
+    if (mq_is_dir(path)) {
+        m->source_kind = "hf";
+        st = mq_load_hf(path, m);
+    } else if (!mq_file_exists(path)) {
+        st = mq_fail(MQ_ERR_IO, "%s: no such file or directory", path);
+    } else if (is_gguf(path)) {
+        m->source_kind = "gguf";
+        st = mq_load_gguf(path, m);
+    } else {
+        m->source_kind = "llama2c";
+        st = mq_load_llama2c(path, m);
+    }
+    if (st == MQ_OK && opts && opts->tokenizer_path) {
+        mq_tokenizer *t = NULL;
+        const char *tp = opts->tokenizer_path;
+        if (mq_has_suffix(tp, ".json") || mq_is_dir(tp)) {
+            char *p = mq_is_dir(tp) ? mq_path_join(tp, "tokenizer.json") : mq_strdup(tp);
+            st = mq_tokenizer_load_json(p, &t);
+            free(p);
+        } else {
+            st = mq_tokenizer_load_llama2c(tp, m->cfg.vocab_size, &t);
+        }
+        if (st == MQ_OK) {
+            if (m->tok) mq_tokenizer_free(m->tok);
+            m->tok = t;
+        }
+    }
+    if (st == MQ_OK && m->tok && mq_tokenizer_vocab_size(m->tok) > m->cfg.vocab_size)
+        st = mq_fail(MQ_ERR_FORMAT, "%s: tokenizer has %d tokens but the model only %d", path,
+                     mq_tokenizer_vocab_size(m->tok), m->cfg.vocab_size);
+    if (st == MQ_OK && m->tok) {
+        if (m->cfg.bos_id < 0) m->cfg.bos_id = mq_tokenizer_bos(m->tok);
+        if (m->cfg.eos_id < 0) m->cfg.eos_id = mq_tokenizer_eos(m->tok);
+    }
+    if (st != MQ_OK) {
+        mq_model_free(m);
+        return st;
+    }
+    *out = m;
+    return MQ_OK;
+}
+
+void mq_model_free(mq_model *m) {
+    if (!m) return;
+    for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
+    free(m->owned);
+    free(m->layers);
+    if (m->tok) mq_tokenizer_free(m->tok);
+    free(m->source);
+    free(m);
+}
+
+int64_t mq_model_n_params(const mq_model *m) {
+    const mq_config *c = &m->cfg;
+    int64_t C = c->dim, F = c->hidden_dim, V = c->vocab_size;
+    int64_t QD = (int64_t)c->n_heads * c->head_dim, KD = (int64_t)c->n_kv_heads * c->head_dim;
+    int64_t per = C + QD * C + 2 * KD * C + C * QD + C + 3 * F * C;
+    if (c->qkv_bias) per += QD + 2 * KD;
+    if (c->post_norms) per += 2 * C;
+    int64_t n = V * C + C + per * c->n_layers;
+    if (!c->tied_embeddings) n += V * C;
+    return n;
+}
+
+const char *mq_arch_name(mq_arch a) {
+    switch (a) {
+    case MQ_ARCH_LLAMA: return "llama";
+    case MQ_ARCH_MISTRAL: return "mistral";
+    case MQ_ARCH_QWEN2: return "qwen2";
+    case MQ_ARCH_GEMMA2: return "gemma2";
+    }
+    return "?";
+}
