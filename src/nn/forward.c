@@ -32,7 +32,18 @@ struct mq_state {
     float *hb;       /* (B, F) gate */
     float *hb2;      /* (B, F) up */
     float *scores;   /* (nthreads, max_ctx) */
+    mq_tap_fn tap;   /* activation observer (calibration) or NULL */
+    void *tap_user;
 };
+
+void mq_state_set_tap(mq_state *s, mq_tap_fn fn, void *user) {
+    s->tap = fn;
+    s->tap_user = user;
+}
+
+static inline void tap(mq_state *s, int layer, mq_tap_point at, const float *x, int B, int dim) {
+    if (s->tap) s->tap(s->tap_user, layer, at, x, B, dim);
+}
 
 mq_state *mq_state_new(const mq_model *m, int max_ctx, int max_batch) {
     const mq_config *c = &m->cfg;
@@ -182,50 +193,73 @@ static void attention_fwd(mq_state *s, const mq_config *c, int layer, int B, int
 
 /* ============================================================ forward */
 
+void mq_forward_block(const mq_model *m, mq_state *s, int l, float *x, int B, int pos0) {
+    const mq_config *c = &m->cfg;
+    const mq_layer *L = &m->layers[l];
+    int C = c->dim, F = c->hidden_dim, D = c->head_dim;
+    int QD = c->n_heads * D, KD = (int)s->kv_dim;
+    MQ_ASSERT(B <= s->max_batch && pos0 + B <= s->max_ctx);
+    /* attention sub-block */
+    rmsnorm_fwd(s->xb, x, L->attn_norm, B, C, c->norm_eps, c->norm_plus_one);
+    tap(s, l, MQ_TAP_ATTN_IN, s->xb, B, C);
+    matmul_fwd(s->q, s->xb, L->wq, L->bq, B, C, QD);
+    matmul_fwd(s->k, s->xb, L->wk, L->bk, B, C, KD);
+    matmul_fwd(s->v, s->xb, L->wv, L->bv, B, C, KD);
+    rope_fwd(s->q, m->inv_freq, B, c->n_heads, D, pos0, c->rope_interleaved);
+    rope_fwd(s->k, m->inv_freq, B, c->n_kv_heads, D, pos0, c->rope_interleaved);
+    size_t off = ((size_t)l * s->max_ctx + (size_t)pos0) * KD;
+    memcpy(s->k_cache + off, s->k, (size_t)B * KD * sizeof(float));
+    memcpy(s->v_cache + off, s->v, (size_t)B * KD * sizeof(float));
+    attention_fwd(s, c, l, B, pos0);
+    tap(s, l, MQ_TAP_ATTN_OUT, s->att, B, QD);
+    matmul_fwd(s->xo, s->att, L->wo, NULL, B, QD, C);
+    if (L->post_attn_norm)
+        rmsnorm_fwd(s->xo, s->xo, L->post_attn_norm, B, C, c->norm_eps, c->norm_plus_one);
+    for (size_t i = 0; i < (size_t)B * C; i++) x[i] += s->xo[i];
+    /* feed-forward sub-block */
+    rmsnorm_fwd(s->xb, x, L->ffn_norm, B, C, c->norm_eps, c->norm_plus_one);
+    tap(s, l, MQ_TAP_FFN_IN, s->xb, B, C);
+    matmul_fwd(s->hb, s->xb, L->w_gate, NULL, B, C, F);
+    matmul_fwd(s->hb2, s->xb, L->w_up, NULL, B, C, F);
+    glu_fwd(s->hb, s->hb2, (size_t)B * F, c->act);
+    tap(s, l, MQ_TAP_FFN_MID, s->hb, B, F);
+    matmul_fwd(s->xo, s->hb, L->w_down, NULL, B, F, C);
+    if (L->post_ffn_norm)
+        rmsnorm_fwd(s->xo, s->xo, L->post_ffn_norm, B, C, c->norm_eps, c->norm_plus_one);
+    for (size_t i = 0; i < (size_t)B * C; i++) x[i] += s->xo[i];
+}
+
+void mq_embed(const mq_model *m, const int32_t *tokens, int B, float *x) {
+    const mq_config *c = &m->cfg;
+    int C = c->dim;
+    float scale = sqrtf((float)C);
+    for (int b = 0; b < B; b++) {
+        memcpy(x + (size_t)b * C, m->tok_emb + (size_t)tokens[b] * C, (size_t)C * sizeof(float));
+        if (c->embed_scale)
+            for (int i = 0; i < C; i++) x[(size_t)b * C + i] *= scale;
+    }
+}
+
+void mq_logits(const mq_model *m, mq_state *s, const float *x, int R, float *logits) {
+    const mq_config *c = &m->cfg;
+    int C = c->dim;
+    for (int r0 = 0; r0 < R; r0 += s->max_batch) {
+        int n = R - r0 < s->max_batch ? R - r0 : s->max_batch;
+        rmsnorm_fwd(s->xb, x + (size_t)r0 * C, m->final_norm, n, C, c->norm_eps, c->norm_plus_one);
+        float *out = logits + (size_t)r0 * c->vocab_size;
+        matmul_fwd(out, s->xb, m->lm_head, NULL, n, C, c->vocab_size);
+        if (c->final_softcap > 0) softcap_fwd(out, (size_t)n * c->vocab_size, c->final_softcap);
+    }
+}
+
 static void forward_batch(const mq_model *m, mq_state *s, const int32_t *tokens, int B, int pos0,
                           float *logits, bool all_logits) {
     const mq_config *c = &m->cfg;
-    int C = c->dim, F = c->hidden_dim, D = c->head_dim;
-    int QD = c->n_heads * D, KD = (int)s->kv_dim;
-    for (int b = 0; b < B; b++) {
-        memcpy(s->x + (size_t)b * C, m->tok_emb + (size_t)tokens[b] * C, (size_t)C * sizeof(float));
-        if (c->embed_scale) {
-            float scale = sqrtf((float)C);
-            for (int i = 0; i < C; i++) s->x[(size_t)b * C + i] *= scale;
-        }
-    }
-    for (int l = 0; l < c->n_layers; l++) {
-        const mq_layer *L = &m->layers[l];
-        /* attention sub-block */
-        rmsnorm_fwd(s->xb, s->x, L->attn_norm, B, C, c->norm_eps, c->norm_plus_one);
-        matmul_fwd(s->q, s->xb, L->wq, L->bq, B, C, QD);
-        matmul_fwd(s->k, s->xb, L->wk, L->bk, B, C, KD);
-        matmul_fwd(s->v, s->xb, L->wv, L->bv, B, C, KD);
-        rope_fwd(s->q, m->inv_freq, B, c->n_heads, D, pos0, c->rope_interleaved);
-        rope_fwd(s->k, m->inv_freq, B, c->n_kv_heads, D, pos0, c->rope_interleaved);
-        size_t off = ((size_t)l * s->max_ctx + (size_t)pos0) * KD;
-        memcpy(s->k_cache + off, s->k, (size_t)B * KD * sizeof(float));
-        memcpy(s->v_cache + off, s->v, (size_t)B * KD * sizeof(float));
-        attention_fwd(s, c, l, B, pos0);
-        matmul_fwd(s->xo, s->att, L->wo, NULL, B, QD, C);
-        if (L->post_attn_norm)
-            rmsnorm_fwd(s->xo, s->xo, L->post_attn_norm, B, C, c->norm_eps, c->norm_plus_one);
-        for (size_t i = 0; i < (size_t)B * C; i++) s->x[i] += s->xo[i];
-        /* feed-forward sub-block */
-        rmsnorm_fwd(s->xb, s->x, L->ffn_norm, B, C, c->norm_eps, c->norm_plus_one);
-        matmul_fwd(s->hb, s->xb, L->w_gate, NULL, B, C, F);
-        matmul_fwd(s->hb2, s->xb, L->w_up, NULL, B, C, F);
-        glu_fwd(s->hb, s->hb2, (size_t)B * F, c->act);
-        matmul_fwd(s->xo, s->hb, L->w_down, NULL, B, F, C);
-        if (L->post_ffn_norm)
-            rmsnorm_fwd(s->xo, s->xo, L->post_ffn_norm, B, C, c->norm_eps, c->norm_plus_one);
-        for (size_t i = 0; i < (size_t)B * C; i++) s->x[i] += s->xo[i];
-    }
+    mq_embed(m, tokens, B, s->x);
+    for (int l = 0; l < c->n_layers; l++) mq_forward_block(m, s, l, s->x, B, pos0);
     if (!logits) return;
     int first = all_logits ? 0 : B - 1, R = all_logits ? B : 1;
-    rmsnorm_fwd(s->xb, s->x + (size_t)first * C, m->final_norm, R, C, c->norm_eps, c->norm_plus_one);
-    matmul_fwd(logits, s->xb, m->lm_head, NULL, R, C, c->vocab_size);
-    if (c->final_softcap > 0) softcap_fwd(logits, (size_t)R * c->vocab_size, c->final_softcap);
+    mq_logits(m, s, s->x + (size_t)first * c->dim, R, logits);
 }
 
 mq_status mq_forward(const mq_model *m, mq_state *s, const int32_t *tokens, int n, int pos,

@@ -113,4 +113,21 @@ mq_status mq_forward(const mq_model *m, mq_state *s, const int32_t *tokens, int 
 
 const char *mq_arch_name(mq_arch a);
 
+/* ---- pieces of the forward pass, for calibration and training code ---- */
+
+/* Where activations can be observed inside a block: the input of q/k/v
+ * (normed, (B, C)), the input of o_proj ((B, H*D)), the input of gate/up
+ * ((B, C)) and the input of down_proj ((B, F)). */
+typedef enum { MQ_TAP_ATTN_IN = 0, MQ_TAP_ATTN_OUT, MQ_TAP_FFN_IN, MQ_TAP_FFN_MID } mq_tap_point;
+typedef void (*mq_tap_fn)(void *user, int layer, mq_tap_point at, const float *x, int B, int dim);
+/* Observe activations during every later forward on s (NULL to stop). */
+void mq_state_set_tap(mq_state *s, mq_tap_fn fn, void *user);
+/* x(B, C) = token embeddings (scaled for gemma2). */
+void mq_embed(const mq_model *m, const int32_t *tokens, int B, float *x);
+/* Run block `layer` on the residual stream x (B, C) in place, for positions
+ * pos0..pos0+B-1 (the layer's KV cache in s is written). B <= max_batch. */
+void mq_forward_block(const mq_model *m, mq_state *s, int layer, float *x, int B, int pos0);
+/* logits(R, V) from residual rows x(R, C): final norm, head, soft-cap. */
+void mq_logits(const mq_model *m, mq_state *s, const float *x, int R, float *logits);
+
 #endif
