@@ -110,9 +110,9 @@ static void rmsnorm_fwd(float *out, const float *inp, const float *w, int B, int
     }
 }
 
-/* Rotate each head of x (B rows of n_heads*D) by its position pos0 + b. */
-static void rope_fwd(float *x, const float *inv_freq, int B, int n_heads, int D, int pos0,
-                     bool interleaved) {
+/* Rotate each head of x (B rows of n_heads*D) by its position pos0 + b,
+ * rotate-half pairing (i, i + D/2). */
+static void rope_fwd(float *x, const float *inv_freq, int B, int n_heads, int D, int pos0) {
     int half = D / 2;
     for (int b = 0; b < B; b++) {
         float p = (float)(pos0 + b);
@@ -121,10 +121,9 @@ static void rope_fwd(float *x, const float *inv_freq, int B, int n_heads, int D,
             float cs = cosf(ang), sn = sinf(ang);
             for (int h = 0; h < n_heads; h++) {
                 float *v = x + ((size_t)b * n_heads + h) * D;
-                int i0 = interleaved ? 2 * i : i, i1 = interleaved ? 2 * i + 1 : i + half;
-                float a = v[i0], c = v[i1];
-                v[i0] = a * cs - c * sn;
-                v[i1] = c * cs + a * sn;
+                float a = v[i], c = v[i + half];
+                v[i] = a * cs - c * sn;
+                v[i + half] = c * cs + a * sn;
             }
         }
     }
@@ -205,8 +204,8 @@ void mq_forward_block(const mq_model *m, mq_state *s, int l, float *x, int B, in
     matmul_fwd(s->q, s->xb, L->wq, L->bq, B, C, QD);
     matmul_fwd(s->k, s->xb, L->wk, L->bk, B, C, KD);
     matmul_fwd(s->v, s->xb, L->wv, L->bv, B, C, KD);
-    rope_fwd(s->q, m->inv_freq, B, c->n_heads, D, pos0, c->rope_interleaved);
-    rope_fwd(s->k, m->inv_freq, B, c->n_kv_heads, D, pos0, c->rope_interleaved);
+    rope_fwd(s->q, m->inv_freq, B, c->n_heads, D, pos0);
+    rope_fwd(s->k, m->inv_freq, B, c->n_kv_heads, D, pos0);
     size_t off = ((size_t)l * s->max_ctx + (size_t)pos0) * KD;
     memcpy(s->k_cache + off, s->k, (size_t)B * KD * sizeof(float));
     memcpy(s->v_cache + off, s->v, (size_t)B * KD * sizeof(float));

@@ -66,20 +66,6 @@ static mq_status load(const ctx *x, const char *name, float *dst, int64_t rows, 
     return mq_check_finite(dst, (size_t)rows * (size_t)(cols < 0 ? 1 : cols), x->path, name);
 }
 
-/* Undo llama.cpp's Q/K permutation in place for a (heads*D, cols) matrix. */
-static void unpermute_rows(float *w, int heads, int D, int64_t cols) {
-    size_t row = (size_t)cols * sizeof(float);
-    float *tmp = mq_malloc((size_t)D * row);
-    for (int h = 0; h < heads; h++) {
-        float *base = w + (size_t)h * D * cols;
-        for (int i = 0; i < D / 2; i++)
-            for (int j = 0; j < 2; j++)
-                memcpy(tmp + (size_t)(j * D / 2 + i) * cols, base + (size_t)(2 * i + j) * cols, row);
-        memcpy(base, tmp, (size_t)D * row);
-    }
-    free(tmp);
-}
-
 mq_status mq_load_gguf(const char *path, mq_model *m) {
     mq_gguf *g = NULL;
     mq_status st = mq_gguf_open(path, &g);
@@ -167,8 +153,8 @@ mq_status mq_load_gguf(const char *path, mq_model *m) {
         LAYER("ffn_down.weight", L->w_down, C, F);
 #undef LAYER
         if (st == MQ_OK && c->arch == MQ_ARCH_LLAMA) {
-            unpermute_rows(L->wq, c->n_heads, c->head_dim, C);
-            unpermute_rows(L->wk, c->n_kv_heads, c->head_dim, C);
+            mq_rope_rows_to_half(L->wq, c->n_heads, c->head_dim, C);
+            mq_rope_rows_to_half(L->wk, c->n_kv_heads, c->head_dim, C);
         }
     }
 #undef LOAD

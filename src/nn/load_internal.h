@@ -23,6 +23,11 @@ mq_status mq_check_finite(const float *x, size_t n, const char *src, const char 
  * applied when configured). */
 void mq_rope_inv_freq(const mq_config *cfg, float *out);
 
+/* Reorder the rows of a q or k projection (heads*D, cols) in place from the
+ * adjacent-pair RoPE layout (llama.cpp GGUF, llama2.c) to rotate-half (HF):
+ * within each head, row 2*i + j moves to j*D/2 + i. */
+void mq_rope_rows_to_half(float *w, int heads, int D, int64_t cols);
+
 mq_status mq_load_hf(const char *dir, mq_model *m);
 mq_status mq_load_gguf(const char *path, mq_model *m);
 mq_status mq_load_llama2c(const char *path, mq_model *m);

@@ -5,7 +5,8 @@
  * tensors: token_embedding (V,C), rms_att (L,C), wq (L,C,C), wk (L,KV*D,C),
  * wv (L,KV*D,C), wo (L,C,C), rms_ffn (L,C), w1 (L,F,C), w2 (L,C,F),
  * w3 (L,F,C), rms_final (C), freq_cis_real/imag (seq_len, D/2) [unused], and
- * wcls (V,C) when unshared. RoPE rotates adjacent pairs (x0,x1),(x2,x3).
+ * wcls (V,C) when unshared. RoPE rotates adjacent pairs (x0,x1),(x2,x3); the q/k rows are reordered on load to
+ * transformers' rotate-half layout, so that every model has one layout.
  * Reference: karpathy/llama2.c run.c (memory_map_weights).
  *
  * Not here: the version 1/2 ("ak42") exports.
@@ -45,7 +46,6 @@ mq_status mq_load_llama2c(const char *path, mq_model *m) {
     c->head_dim = h[3] > 0 ? h[0] / h[3] : 0;
     c->norm_eps = 1e-5f;
     c->rope_theta = 10000.0f;
-    c->rope_interleaved = true;
     c->tied_embeddings = shared;
     c->act = MQ_ACT_SILU;
     c->bos_id = 1;
@@ -94,6 +94,11 @@ mq_status mq_load_llama2c(const char *path, mq_model *m) {
     p += S * D; /* legacy freq_cis_real / freq_cis_imag, recomputed instead */
     if (!shared) TAKE(m->lm_head, V * C, "wcls");
 #undef TAKE
+    /* one layout for every source: rotate-half RoPE, as transformers */
+    for (size_t l = 0; l < L; l++) {
+        mq_rope_rows_to_half(m->layers[l].wq, c->n_heads, c->head_dim, (int64_t)C);
+        mq_rope_rows_to_half(m->layers[l].wk, c->n_kv_heads, c->head_dim, (int64_t)C);
+    }
 done:
     mq_unmap(&map);
     return st;

@@ -118,6 +118,19 @@ mq_status mq_config_validate(mq_model *m, const char *src) {
     return MQ_OK;
 }
 
+void mq_rope_rows_to_half(float *w, int heads, int D, int64_t cols) {
+    size_t row = (size_t)cols * sizeof(float);
+    float *tmp = mq_malloc((size_t)D * row);
+    for (int h = 0; h < heads; h++) {
+        float *base = w + (size_t)h * D * cols;
+        for (int i = 0; i < D / 2; i++)
+            for (int j = 0; j < 2; j++)
+                memcpy(tmp + (size_t)(j * D / 2 + i) * cols, base + (size_t)(2 * i + j) * cols, row);
+        memcpy(base, tmp, (size_t)D * row);
+    }
+    free(tmp);
+}
+
 mq_status mq_check_finite(const float *x, size_t n, const char *src, const char *tensor) {
     int64_t i = mq_find_nonfinite(x, n);
     if (i >= 0)

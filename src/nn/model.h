@@ -11,7 +11,7 @@
  * on load; llama.cpp's permuted Q/K rows undone), a llama2.c .bin checkpoint.
  *
  * All weights are held as fp32 row-major [out][in] matrices in HF layout
- * (RoPE as rotate-half over each head unless cfg.rope_interleaved).
+ * (RoPE as rotate-half over each head; other layouts are converted on load).
  *
  * Not here: quantized weights and kernels (src/quant), training (src/train).
  */
@@ -36,7 +36,6 @@ typedef struct {
     int max_seq;        /* max_position_embeddings */
     float norm_eps;
     float rope_theta;
-    bool rope_interleaved;  /* llama2.c: rotate adjacent pairs (x0,x1),(x2,x3)... */
     /* llama3-style rope scaling (rope_scaling.rope_type == "llama3"); factor 0 = off */
     float rope_scale_factor, rope_low_freq_factor, rope_high_freq_factor;
     int rope_orig_max_pos;
