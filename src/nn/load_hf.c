@@ -280,7 +280,10 @@ mq_status mq_load_hf(const char *dir, mq_model *m) {
     mq_st_set_close(s);
     if (st) return st;
     char *tok_path = mq_path_join(dir, "tokenizer.json");
+    char *bin_path = mq_path_join(dir, "tokenizer.bin"); /* llama2.c vocabularies */
     if (mq_file_exists(tok_path)) st = mq_tokenizer_load_json(tok_path, &m->tok);
+    else if (mq_file_exists(bin_path)) st = mq_tokenizer_load_llama2c(bin_path, c->vocab_size, &m->tok);
     free(tok_path);
+    free(bin_path);
     return st;
 }

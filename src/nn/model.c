@@ -179,6 +179,7 @@ mq_status mq_model_load(const char *path, const mq_load_opts *opts, mq_model **o
         if (st == MQ_OK) {
             if (m->tok) mq_tokenizer_free(m->tok);
             m->tok = t;
+            m->tokenizer_path = mq_strdup(tp);
         }
     }
     if (st == MQ_OK && m->tok && mq_tokenizer_vocab_size(m->tok) > m->cfg.vocab_size)
@@ -203,6 +204,7 @@ void mq_model_free(mq_model *m) {
     free(m->layers);
     if (m->tok) mq_tokenizer_free(m->tok);
     free(m->source);
+    free(m->tokenizer_path);
     free(m);
 }
 

@@ -78,6 +78,7 @@ typedef struct mq_model {
     float *inv_freq;       /* (D/2) RoPE inverse frequencies, scaling applied */
     mq_tokenizer *tok;     /* NULL if the source has none and none was given */
     char *source;          /* path it was loaded from */
+    char *tokenizer_path;  /* --tokenizer given at load, or NULL */
     char *source_kind;     /* "hf", "gguf", "llama2c" */
     float **owned;         /* every fp32 buffer this model allocated */
     int n_owned, cap_owned;
@@ -111,6 +112,8 @@ mq_status mq_forward(const mq_model *m, mq_state *s, const int32_t *tokens, int 
                      float *logits, bool all_logits);
 
 const char *mq_arch_name(mq_arch a);
+/* The config as a transformers config.json text (malloc'ed; free()). */
+char *mq_config_to_json(const mq_config *c);
 
 /* ---- pieces of the forward pass, for calibration and training code ---- */
 

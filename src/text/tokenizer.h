@@ -33,6 +33,11 @@ mq_status mq_tokenizer_load_llama2c(const char *path, int vocab_size, mq_tokeniz
 /* The vocabulary embedded in a GGUF file (tokenizer.ggml.*). */
 mq_status mq_tokenizer_load_gguf(const mq_gguf *g, mq_tokenizer **out);
 void mq_tokenizer_free(mq_tokenizer *t);
+/* Write the tokenizer as a Hugging Face tokenizer.json that
+ * mq_tokenizer_load_json (and the `tokenizers` library) reads back to the
+ * same encoding: used to give checkpoints made from GGUF or llama2.c sources
+ * an ordinary tokenizer.json. Atomic write. */
+mq_status mq_tokenizer_save_json(const mq_tokenizer *t, const char *path);
 
 /* Encode len bytes of UTF-8 text. parse_special: match added/special tokens
  * in the text (as HF's encode does); otherwise treat their text as plain.
