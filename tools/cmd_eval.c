@@ -68,6 +68,10 @@ int cmd_eval(int argc, char **argv) {
         goto done;
     }
     int32_t bos = mq_tokenizer_add_bos(m->tok) ? m->cfg.bos_id : -1;
+    if (n < (size_t)ctx) {
+        cli_error("eval", "%s: %zu tokens, fewer than one chunk of %d; use a smaller --ctx", ppl_file, n, ctx);
+        goto done;
+    }
     if (!quiet)
         fprintf(stderr, "%s: %zu tokens, %zu chunks of %d%s\n", ppl_file, n, n / (size_t)ctx, ctx,
                 bos >= 0 ? " (first token of each chunk set to BOS)" : "");

@@ -40,8 +40,7 @@ int main(int argc, char **argv) {
     }
     for (int i = 0; i < N_COMMANDS; i++)
         if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
-    fprintf(stderr, "matquant: unknown command '%s'\n", argv[1]);
-    usage(stderr);
+    fprintf(stderr, "matquant: unknown command '%s' (matquant --help lists the commands)\n", argv[1]);
     return 2;
 }
 
