@@ -57,6 +57,7 @@ struct mq_tokenizer {
     int space_prefix;      /* SPACE_* */
     bool replace_space;    /* " " -> "▁" */
     bool split_metaspace;  /* Metaspace split: words start at each "▁" */
+    bool metaspace;        /* the space handling came from a Metaspace pre-tokenizer */
     /* byte-level pre-tokenisation: regexes applied in sequence (isolated) */
     pcre2_code **regex;
     char **regex_src;

@@ -119,7 +119,8 @@ mq_status mq_tokenizer_load_gguf(const mq_gguf *g, mq_tokenizer **out) {
     for (uint64_t i = 0; i < n && have_types; i++) {
         int64_t ty = 1;
         mq_gguf_arr_i64(g, "tokenizer.ggml.token_type", i, &ty);
-        if (ty == 3) tok_add_added(t, t->piece[i], t->piece_len[i], (int32_t)i, true, false, false);
+        /* llama.cpp matches UNKNOWN (2) and CONTROL (3) tokens as special, USER_DEFINED (4) always */
+        if (ty == 2 || ty == 3) tok_add_added(t, t->piece[i], t->piece_len[i], (int32_t)i, true, false, false);
         else if (ty == 4) tok_add_added(t, t->piece[i], t->piece_len[i], (int32_t)i, false, false, false);
     }
     tok_sort_added(t);
@@ -162,7 +163,8 @@ mq_status mq_tokenizer_load_gguf(const mq_gguf *g, mq_tokenizer **out) {
         t->score = mq_calloc(n, sizeof(float));
         for (uint64_t i = 0; i < n; i++) mq_gguf_arr_f32(g, "tokenizer.ggml.scores", i, &t->score[i]);
         t->replace_space = true;
-        t->space_prefix = (mq_gguf_get_bool(g, "tokenizer.ggml.add_space_prefix", &b) ? b : true) ? SPACE_FIRST : SPACE_NONE;
+        /* llama.cpp prefixes a space to the text and again after every special token */
+        t->space_prefix = (mq_gguf_get_bool(g, "tokenizer.ggml.add_space_prefix", &b) ? b : true) ? SPACE_ALWAYS : SPACE_NONE;
     }
     if (st) {
         mq_tokenizer_free(t);
@@ -219,6 +221,7 @@ static mq_status pre_one(mq_tokenizer *t, const cJSON *p, const char *path, bool
         const char *scheme = jstr(p, "prepend_scheme");
         const cJSON *aps = jget(p, "add_prefix_space");
         t->replace_space = true;
+        t->metaspace = true;
         t->space_prefix = scheme ? (!strcmp(scheme, "always") ? SPACE_ALWAYS : !strcmp(scheme, "first") ? SPACE_FIRST : SPACE_NONE)
                                  : (!cJSON_IsBool(aps) || cJSON_IsTrue(aps)) ? SPACE_ALWAYS : SPACE_NONE;
         const cJSON *sp = jget(p, "split");
@@ -453,7 +456,15 @@ mq_status mq_tokenizer_save_json(const mq_tokenizer *t, const char *path) {
         cJSON_AddBoolToObject(a, "special", t->added[i].special);
         cJSON_AddItemToArray(added, a);
     }
-    if (t->kind == TOK_SPM) {
+    if (t->kind == TOK_SPM && t->metaspace) {
+        cJSON_AddNullToObject(j, "normalizer");
+        cJSON *ms = cJSON_AddObjectToObject(j, "pre_tokenizer");
+        cJSON_AddStringToObject(ms, "type", "Metaspace");
+        cJSON_AddStringToObject(ms, "replacement", "\xe2\x96\x81");
+        cJSON_AddStringToObject(ms, "prepend_scheme", t->space_prefix == SPACE_ALWAYS ? "always"
+                                : t->space_prefix == SPACE_FIRST ? "first" : "never");
+        cJSON_AddBoolToObject(ms, "split", t->split_metaspace);
+    } else if (t->kind == TOK_SPM) {
         cJSON *nseq = cJSON_CreateObject();
         cJSON_AddStringToObject(nseq, "type", "Sequence");
         cJSON *ns = cJSON_AddArrayToObject(nseq, "normalizers");

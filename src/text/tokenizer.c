@@ -121,7 +121,7 @@ mq_tokenizer *tok_new(int kind, int n_vocab) {
 bool tok_set_piece(mq_tokenizer *t, int32_t id, const char *s, size_t len) {
     free(t->piece[id]);
     t->piece[id] = mq_malloc(len + 1);
-    memcpy(t->piece[id], s, len);
+    if (len) memcpy(t->piece[id], s, len);
     t->piece[id][len] = 0;
     t->piece_len[id] = (uint32_t)len;
     return true;
@@ -545,7 +545,6 @@ size_t mq_tokenizer_decode_token(const mq_tokenizer *t, int32_t prev_id, int32_t
     const char *p = t->piece[id];
     size_t n = t->piece_len[id], k = 0;
     if (t->special[id] || (t->kind == TOK_BYTELEVEL && is_added_raw(t, id))) {
-        if (id == t->bos_id) return 0;
         n = n < cap ? n : cap;
         memcpy(buf, p, n);
         return n;
