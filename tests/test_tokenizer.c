@@ -142,6 +142,16 @@ static void test_gguf(const char *file, const char *pairs_name, const char *kind
         CHECK(!strcmp(mq_tokenizer_kind(t), kind), "%s kind %s, want %s", file, mq_tokenizer_kind(t), kind);
         CHECK(mq_tokenizer_add_bos(t) && mq_tokenizer_bos(t) >= 0, "%s: add_bos/bos", file);
         check_pairs(t, file, pairs, true);
+        char out[256], label[96];
+        snprintf(out, sizeof out, "/tmp/mq_test_tok_%d_%s.json", (int)getpid(), pairs_name);
+        snprintf(label, sizeof label, "%s saved as json", file);
+        mq_status st = mq_tokenizer_save_json(t, out);
+        CHECK(st == MQ_OK, "save %s: %s", out, mq_last_error());
+        mq_tokenizer *t2 = NULL;
+        if (!st && !(st = mq_tokenizer_load_json(out, &t2))) check_pairs(t2, label, pairs, false);
+        CHECK(st == MQ_OK, "reload %s: %s", out, mq_last_error());
+        mq_tokenizer_free(t2);
+        remove(out);
     }
     mq_tokenizer_free(t);
     cJSON_Delete(pairs);
@@ -210,6 +220,17 @@ static void test_llama2c(const char *data, const char *wiki, size_t wlen) {
         CHECK(!strcmp(mq_tokenizer_kind(t), "llama2c"), "kind %s", mq_tokenizer_kind(t));
         CHECK(mq_tokenizer_bos(t) == 1 && mq_tokenizer_eos(t) == 2 && mq_tokenizer_add_bos(t), "bos/eos");
         check_pairs(t, "tok512.bin", cJSON_GetObjectItem(g, "encode"), false);
+        /* written as a Llama-2-style tokenizer.json (merges from scores), it encodes the same */
+        char out[256];
+        snprintf(out, sizeof out, "/tmp/mq_test_tok_%d_tok512.json", (int)getpid());
+        mq_status sst = mq_tokenizer_save_json(t, out);
+        CHECK(sst == MQ_OK, "save %s: %s", out, mq_last_error());
+        mq_tokenizer *t2 = NULL;
+        if (!sst && !(sst = mq_tokenizer_load_json(out, &t2)))
+            check_pairs(t2, "tok512.bin saved as json", cJSON_GetObjectItem(g, "encode"), false);
+        CHECK(sst == MQ_OK, "reload %s: %s", out, mq_last_error());
+        mq_tokenizer_free(t2);
+        remove(out);
         /* decode: leading space dropped after BOS, <0x0A> is a newline */
         char buf[64];
         size_t k = mq_tokenizer_decode_token(t, 1, 403, buf, sizeof buf);

@@ -86,6 +86,8 @@ void tok_add_added(mq_tokenizer *t, const char *s, size_t len, int32_t id, bool 
 void tok_sort_added(mq_tokenizer *t);
 mq_status tok_add_regex(mq_tokenizer *t, const char *pattern, const char *src);
 void tok_init_bytelevel(mq_tokenizer *t);
+/* tokenizer.json for score-ranked vocabularies (tok_save_spm.c) */
+mq_status tok_save_json_scored(const mq_tokenizer *t, const char *path);
 /* GPT-2's pre-tokenizer regex (ByteLevel use_regex) */
 extern const char *const TOK_GPT2_REGEX;
 

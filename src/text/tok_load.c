@@ -439,9 +439,7 @@ mq_status mq_tokenizer_load_json(const char *path, mq_tokenizer **out) {
 /* =============================================== writing tokenizer.json */
 
 mq_status mq_tokenizer_save_json(const mq_tokenizer *t, const char *path) {
-    if (t->kind == TOK_LLAMA2C || t->by_score)
-        return mq_fail(MQ_ERR_UNSUPPORTED, "%s: writing a score-ranked (SentencePiece/llama2.c) vocabulary as "
-                       "tokenizer.json is not supported; keep the original tokenizer file", path);
+    if (t->kind == TOK_LLAMA2C || t->by_score) return tok_save_json_scored(t, path); /* tok_save_spm.c */
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "version", "1.0");
     cJSON *added = cJSON_AddArrayToObject(j, "added_tokens");
