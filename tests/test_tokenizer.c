@@ -320,6 +320,46 @@ static void test_utf8_stream(void) {
     CHECK(k == 8 && !memcmp(out, "x\xef\xbf\xbdy\xef\xbf\xbd", 8), "invalid bytes -> U+FFFD (%zu bytes)", k);
 }
 
+/* parse_special=false: special-token text is plain text; accessors */
+static void test_api(void) {
+    mq_tokenizer *t = NULL;
+    if (mq_tokenizer_load_json(GOLD "/llama3/tokenizer.json", &t)) return;
+    const char *s = "a<|im_start|>b";
+    int32_t *ids = NULL;
+    size_t n = 0;
+    mq_tokenizer_encode(t, s, strlen(s), true, &ids, &n);
+    int32_t im = n == 3 ? ids[1] : -1;
+    CHECK(n == 3 && mq_tokenizer_is_special(t, im) && !strcmp(mq_tokenizer_piece(t, im), "<|im_start|>"),
+          "parse_special: <|im_start|> is one special token (%zu ids)", n);
+    free(ids);
+    mq_tokenizer_encode(t, s, strlen(s), false, &ids, &n);
+    bool found = false;
+    for (size_t i = 0; i < n; i++) found |= ids[i] == im;
+    CHECK(n > 3 && !found, "without parse_special the text is split as plain text (%zu ids)", n);
+    char *back = mq_tokenizer_decode(t, ids, n);
+    CHECK(!strcmp(back, s), "plain-text special round trip: %s", back);
+    free(back);
+    free(ids);
+    CHECK(mq_tokenizer_vocab_size(t) == 2000, "vocab %d", mq_tokenizer_vocab_size(t));
+    CHECK(!strcmp(mq_tokenizer_kind(t), "bpe-bytelevel"), "kind %s", mq_tokenizer_kind(t));
+    CHECK(mq_tokenizer_piece(t, -1) == NULL && mq_tokenizer_piece(t, 2000) == NULL, "piece out of range");
+    CHECK(mq_tokenizer_add_bos(t) && !strcmp(mq_tokenizer_piece(t, mq_tokenizer_bos(t)), "<|begin_of_text|>") &&
+              !strcmp(mq_tokenizer_piece(t, mq_tokenizer_eos(t)), "<|end_of_text|>"),
+          "bos/eos from the template and tokenizer_config.json");
+    mq_tokenizer_free(t);
+    if (mq_tokenizer_load_json(GOLD "/gpt2/tokenizer.json", &t)) return;
+    CHECK(!mq_tokenizer_add_bos(t), "gpt2-style: no BOS (tokenizer_config.json add_bos_token false)");
+    mq_tokenizer_free(t);
+    if (mq_tokenizer_load_json(GOLD "/spm/tokenizer.json", &t)) return;
+    CHECK(!strcmp(mq_tokenizer_kind(t), "bpe-spm") && mq_tokenizer_bos(t) == 1 && mq_tokenizer_eos(t) == 2 &&
+              mq_tokenizer_add_bos(t), "spm: kind %s bos %d eos %d", mq_tokenizer_kind(t), mq_tokenizer_bos(t),
+          mq_tokenizer_eos(t));
+    char buf[16];
+    size_t k = mq_tokenizer_decode_token(t, 5, 3 + 0xE4, buf, sizeof buf);
+    CHECK(k == 1 && (unsigned char)buf[0] == 0xE4, "<0xE4> decodes to the byte");
+    mq_tokenizer_free(t);
+}
+
 static void expect_error(mq_status st, const char *file, const char *word) {
     const char *msg = mq_last_error();
     CHECK(st != MQ_OK && strstr(msg, file) && strstr(msg, word), "%s: status %d, message \"%s\" (want \"%s\")",
@@ -349,6 +389,7 @@ int main(void) {
     test_gguf("llama3.gguf", "llama3", "bpe-bytelevel");
     test_gguf("spm.gguf", "spm", "bpe-spm");
     test_utf8_stream();
+    test_api();
     test_bad_files();
 
     const char *data = check_shared_data();

@@ -169,7 +169,7 @@ static int cmp_added(const void *x, const void *y) {
 }
 
 void tok_sort_added(mq_tokenizer *t) {
-    qsort(t->added, (size_t)t->n_added, sizeof *t->added, cmp_added);
+    if (t->n_added > 1) qsort(t->added, (size_t)t->n_added, sizeof *t->added, cmp_added); /* never qsort(NULL) */
 }
 
 mq_status tok_add_regex(mq_tokenizer *t, const char *pattern, const char *src) {
