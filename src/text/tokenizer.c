@@ -14,6 +14,8 @@
  */
 #include "text/tok_internal.h"
 
+#include <pthread.h>
+#include <stdint.h>
 #include <string.h>
 
 const char *const TOK_GPT2_REGEX =
@@ -460,35 +462,52 @@ static void encode_segment(const mq_tokenizer *t, const char *s, size_t n, bool 
     free(norm.s);
 }
 
+/* GPT-2's regex, compiled once per process and shared (read-only) */
+static pcre2_code *gpt2_re;
+static pthread_once_t gpt2_once = PTHREAD_ONCE_INIT;
+static void compile_gpt2(void) {
+    int err;
+    PCRE2_SIZE off;
+    gpt2_re = pcre2_compile((PCRE2_SPTR)TOK_GPT2_REGEX, PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP, &err, &off, NULL);
+    MQ_ASSERT(gpt2_re);
+    pcre2_jit_compile(gpt2_re, PCRE2_JIT_COMPLETE);
+}
+
+/* Offset of the first byte that is not part of valid UTF-8 (RFC 3629: no
+ * overlongs, no surrogates, <= U+10FFFF), or SIZE_MAX. PCRE2 in UTF mode
+ * requires valid input. */
+static size_t utf8_invalid_at(const char *text, size_t len) {
+    const unsigned char *s = (const unsigned char *)text;
+    for (size_t i = 0; i < len;) {
+        unsigned c = s[i];
+        size_t n = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
+        if (!n || i + n > len || (n == 2 && c < 0xC2) || (n == 4 && c > 0xF4)) return i;
+        for (size_t k = 1; k < n; k++)
+            if ((s[i + k] & 0xC0) != 0x80) return i;
+        if (n == 3 && ((c == 0xE0 && s[i + 1] < 0xA0) || (c == 0xED && s[i + 1] >= 0xA0))) return i;
+        if (n == 4 && ((c == 0xF0 && s[i + 1] < 0x90) || (c == 0xF4 && s[i + 1] >= 0x90))) return i;
+        i += n;
+    }
+    return SIZE_MAX;
+}
+
 static bool is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
 
 mq_status mq_tokenizer_encode(const mq_tokenizer *t, const char *text, size_t len, bool parse_special,
                               int32_t **ids, size_t *n) {
     *ids = NULL;
     *n = 0;
-    if (t->kind == TOK_BYTELEVEL || t->n_regex) {
-        int err = 0;
-        size_t off = 0;
-        /* PCRE2 in UTF mode needs valid UTF-8: say where it is not */
-        pcre2_code *probe = pcre2_compile((PCRE2_SPTR) "x", 1, PCRE2_UTF, &err, &off, NULL);
-        pcre2_match_data *md = pcre2_match_data_create(1, NULL);
-        int rc = pcre2_match(probe, (PCRE2_SPTR)text, len, 0, 0, md, NULL);
-        size_t bad = rc <= PCRE2_ERROR_UTF8_ERR1 && rc >= PCRE2_ERROR_UTF8_ERR21 ? pcre2_get_startchar(md) : 0;
-        pcre2_match_data_free(md);
-        pcre2_code_free(probe);
-        if (rc <= PCRE2_ERROR_UTF8_ERR1 && rc >= PCRE2_ERROR_UTF8_ERR21)
-            return mq_fail(MQ_ERR_FORMAT, "text is not valid UTF-8 (at byte %zu)", bad);
+    if (t->kind == TOK_BYTELEVEL) {
+        size_t bad = utf8_invalid_at(text, len);
+        if (bad != SIZE_MAX) return mq_fail(MQ_ERR_FORMAT, "text is not valid UTF-8 (at byte %zu)", bad);
     }
     ivec out = {0};
     bpe_work w = {0};
     sbuf tmp = {0};
     split_ctx x = {t, &w, &tmp, &out, pcre2_match_data_create(4, NULL), NULL};
     if (t->kind == TOK_BYTELEVEL && t->bytelevel_regex) {
-        int err;
-        PCRE2_SIZE off;
-        x.gpt2 = pcre2_compile((PCRE2_SPTR)TOK_GPT2_REGEX, PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP, &err, &off, NULL);
-        MQ_ASSERT(x.gpt2);
-        pcre2_jit_compile(x.gpt2, PCRE2_JIT_COMPLETE);
+        pthread_once(&gpt2_once, compile_gpt2);
+        x.gpt2 = gpt2_re;
     }
     bool first_byte[256] = {0};
     for (int i = 0; i < t->n_added; i++) first_byte[(unsigned char)t->added[i].text[0]] = true;
@@ -521,7 +540,6 @@ mq_status mq_tokenizer_encode(const mq_tokenizer *t, const char *text, size_t le
     }
     encode_segment(t, text + seg, len - seg, first, &x);
     pcre2_match_data_free(x.md);
-    if (x.gpt2) pcre2_code_free(x.gpt2);
     free(w.id);
     free(w.prev);
     free(w.next);
