@@ -1,11 +1,14 @@
 /*
  * gguf.c — GGUF v2/v3 reader: header, metadata, tensor infos, validation
- * against the file size (see gguf.h). Dequantization is in gguf_dequant.c.
- * Reference: ggml docs/gguf.md (layout and type ids).
+ * against the file size (see gguf.h), metadata getters.
+ * Reference: ggml docs/gguf.md (layout and type ids); all integers are
+ * little-endian, strings are u64 length + bytes (no NUL).
  *
- * Not here: writing quantized types.
+ * Not here: dequantization (gguf_dequant.c), writing (gguf_write.c),
+ * big-endian GGUF files, GGUF v1 (its 32-bit counts predate every model we
+ * read), nested arrays.
  */
-#include "io/gguf.h"
+#include "io/gguf_internal.h"
 
 #include <string.h>
 
@@ -132,8 +135,6 @@ static void skip_value(reader *r, kv_t *kv, uint32_t type, const char *key) {
     if (need(r, s, key)) r->p += s;
 }
 
-/* bytes per block and elements per block of a ggml type (0 if unknown) */
-void mq_ggml_block(uint32_t type, size_t *bytes, int *elems);
 void mq_ggml_block(uint32_t type, size_t *bytes, int *elems) {
     *elems = 1;
     switch (type) {
@@ -192,6 +193,26 @@ static int cmp_span(const void *a, const void *b) {
     return (x->off > y->off) - (x->off < y->off);
 }
 
+static int cmp_str_ptr(const void *a, const void *b) {
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* A name that occurs twice among names[0..n) (sorted copy, O(n log n): a
+ * hostile file may hold millions), or NULL. */
+static const char *first_duplicate(const char *const *names, size_t n) {
+    if (n < 2) return NULL;
+    const char **s = mq_malloc(n * sizeof *s);
+    memcpy(s, names, n * sizeof *s);
+    qsort(s, n, sizeof *s, cmp_str_ptr);
+    const char *dup = NULL;
+    for (size_t i = 1; i < n && !dup; i++)
+        if (!strcmp(s[i - 1], s[i])) dup = s[i];
+    free(s);
+    return dup;
+}
+
+/* Open, map and validate path (see gguf.h). On error *out is NULL and the
+ * message names the file and the key or tensor at fault. */
 mq_status mq_gguf_open(const char *path, mq_gguf **out) {
     *out = NULL;
     mq_gguf *g = mq_calloc(1, sizeof *g);
@@ -233,11 +254,18 @@ mq_status mq_gguf_open(const char *path, mq_gguf **out) {
         skip_value(&r, kv, kv->type, key);
         if (!r.st && !strcmp(key, "general.alignment")) {
             uint32_t a;
-            if (!mq_gguf_get_u32(g, key, &a) || a == 0 || (a & (a - 1)) || a > 65536)
-                r.st = mq_fail(MQ_ERR_FORMAT, "%s: general.alignment must be a power of two", path);
+            if (kv->type != MQ_GGUF_U32 || !mq_gguf_get_u32(g, key, &a) || a == 0 || (a & (a - 1)) || a > 65536)
+                r.st = mq_fail(MQ_ERR_FORMAT, "%s: general.alignment must be a u32 power of two <= 65536", path);
             else
                 alignment = a;
         }
+    }
+    if (!r.st) {
+        const char **keys = mq_malloc(((size_t)g->n_kv + 1) * sizeof *keys);
+        for (int i = 0; i < g->n_kv; i++) keys[i] = g->kv[i].key;
+        const char *dup = first_duplicate(keys, (size_t)g->n_kv);
+        if (dup) r.st = mq_fail(MQ_ERR_FORMAT, "%s: metadata key '%s' appears twice", path, dup);
+        free(keys);
     }
     for (uint64_t i = 0; i < n_t && !r.st; i++) {
         uint64_t nl;
@@ -283,6 +311,13 @@ mq_status mq_gguf_open(const char *path, mq_gguf **out) {
         }
         t->nbytes = (size_t)(numel / (uint64_t)be) * bb;
         t->data = (const void *)(uintptr_t)off; /* fixed up below */
+    }
+    if (!r.st) {
+        const char **names = mq_malloc(((size_t)g->n_t + 1) * sizeof *names);
+        for (int i = 0; i < g->n_t; i++) names[i] = g->t[i].name;
+        const char *dup = first_duplicate(names, (size_t)g->n_t);
+        if (dup) r.st = mq_fail(MQ_ERR_FORMAT, "%s: tensor '%s' appears twice", path, dup);
+        free(names);
     }
     if (!r.st) {
         size_t hdr = (size_t)(r.p - g->map.data);

@@ -2,8 +2,12 @@
  * safetensors.c — read (validated, mmap'ed) and write (atomic) safetensors
  * files, and open the weight set of an HF directory (single file or sharded
  * index). See safetensors.h for the format and the checks.
+ * Reference: https://github.com/huggingface/safetensors (README "Format");
+ * the header is parsed with cJSON after a UTF-8 check (cJSON does not do one).
  *
- * Not here: tensor semantics; NaN checks (the model loader's).
+ * Not here: tensor semantics; NaN checks (the model loader's). The reader is
+ * lenient where the reference is strict without a safety reason: gaps between
+ * tensors and trailing bytes after the last one are accepted.
  */
 #include "io/safetensors.h"
 
@@ -22,11 +26,37 @@ struct mq_st_file {
     int n_meta;
 };
 
+/* Index of the first byte that breaks UTF-8 (overlong forms, surrogates and
+ * code points past U+10FFFF included) in s[0..n), or -1 if it is valid. */
+static int64_t utf8_invalid_at(const uint8_t *s, size_t n) {
+    size_t i = 0;
+    while (i < n) {
+        uint8_t c = s[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        int len = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+        if (!len || n - i < (size_t)len) return (int64_t)i;
+        uint8_t lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
+        if (c == 0xE0) lo = 0xA0;
+        if (c == 0xED) hi = 0x9F;
+        if (c == 0xF0) lo = 0x90;
+        if (c == 0xF4) hi = 0x8F;
+        if (s[i + 1] < lo || s[i + 1] > hi) return (int64_t)i;
+        for (int k = 2; k < len; k++)
+            if ((s[i + k] & 0xC0) != 0x80) return (int64_t)i;
+        i += (size_t)len;
+    }
+    return -1;
+}
+
 static int cmp_span(const void *a, const void *b) {
     const size_t *x = a, *y = b;
     return (x[0] > y[0]) - (x[0] < y[0]);
 }
 
+/* Unmaps f and frees it; its tensors' names and data become invalid. NULL ok. */
 void mq_st_close(mq_st_file *f) {
     if (!f) return;
     for (int i = 0; i < f->n; i++) free(f->names[i]);
@@ -86,6 +116,8 @@ static mq_status parse_tensor(mq_st_file *f, const cJSON *e, size_t data_size, m
     return MQ_OK;
 }
 
+/* Map and validate path (see safetensors.h). On error *out is NULL, nothing
+ * stays mapped, and the message names the file and the tensor or key. */
 mq_status mq_st_open(const char *path, mq_st_file **out) {
     *out = NULL;
     mq_st_file *f = mq_calloc(1, sizeof *f);
@@ -110,6 +142,12 @@ mq_status mq_st_open(const char *path, mq_st_file **out) {
     }
     const char *h = (const char *)f->map.data + 8;
     size_t data_size = f->map.size - 8 - (size_t)hlen;
+    int64_t bad = utf8_invalid_at((const uint8_t *)h, (size_t)hlen);
+    if (bad >= 0) {
+        mq_st_close(f);
+        return mq_fail(MQ_ERR_FORMAT, "%s: the header is not valid UTF-8 (byte %lld of the header)", path,
+                       (long long)bad);
+    }
     cJSON *j = cJSON_ParseWithLength(h, (size_t)hlen);
     if (!j || !cJSON_IsObject(j)) {
         cJSON_Delete(j);
@@ -123,6 +161,10 @@ mq_status mq_st_open(const char *path, mq_st_file **out) {
     const cJSON *e;
     cJSON_ArrayForEach(e, j) {
         if (!strcmp(e->string, "__metadata__")) {
+            if (f->meta_k) {
+                st = mq_fail(MQ_ERR_FORMAT, "%s: __metadata__ appears twice", path);
+                break;
+            }
             if (!cJSON_IsObject(e)) {
                 st = mq_fail(MQ_ERR_FORMAT, "%s: __metadata__ is not an object", path);
                 break;
@@ -202,10 +244,11 @@ void mq_st_meta_at(const mq_st_file *f, int i, const char **key, const char **va
 struct mq_st_set {
     mq_st_file **files;
     int n_files;
-    const mq_tensor **all; /* every tensor of every shard */
+    const mq_tensor **all; /* every tensor of every shard, shard by shard */
     int n_all;
 };
 
+/* Closes every shard and frees the set. NULL ok. */
 void mq_st_set_close(mq_st_set *s) {
     if (!s) return;
     for (int i = 0; i < s->n_files; i++) mq_st_close(s->files[i]);
@@ -220,65 +263,72 @@ static mq_status set_add(mq_st_set *s, const char *path) {
     if (st) return st;
     s->files = mq_realloc(s->files, (size_t)(s->n_files + 1) * sizeof *s->files);
     s->files[s->n_files++] = f;
-    s->all = mq_realloc(s->all, (size_t)(s->n_all + f->n) * sizeof *s->all);
+    s->all = mq_realloc(s->all, ((size_t)s->n_all + (size_t)f->n + 1) * sizeof *s->all);
     for (int i = 0; i < f->n; i++) {
-        for (int k = 0; k < s->n_all; k++)
-            if (!strcmp(s->all[k]->name, f->t[i].name))
-                return mq_fail(MQ_ERR_FORMAT, "%s: tensor '%s' is also in another shard", path, f->t[i].name);
+        const mq_tensor *other = mq_st_set_find(s, f->t[i].name);
+        if (other)
+            return mq_fail(MQ_ERR_FORMAT, "%s: tensor '%s' is also in another shard", path, f->t[i].name);
         s->all[s->n_all++] = &f->t[i];
     }
     return MQ_OK;
 }
 
+/* The shards named by an index file's weight_map, each opened once in order
+ * of first mention; every mapped tensor must be in the shard it names. */
+static mq_status open_index(mq_st_set *s, const char *dir, const char *index) {
+    char *text;
+    size_t len;
+    mq_status st = mq_read_file(index, &text, &len);
+    if (st) return st;
+    cJSON *j = cJSON_ParseWithLength(text, len);
+    free(text);
+    const cJSON *wm = cJSON_GetObjectItemCaseSensitive(j, "weight_map"), *e;
+    if (!cJSON_IsObject(wm)) {
+        cJSON_Delete(j);
+        return mq_fail(MQ_ERR_FORMAT, "%s: not JSON with a \"weight_map\" object", index);
+    }
+    if (!wm->child) st = mq_fail(MQ_ERR_FORMAT, "%s: weight_map is empty", index);
+    const char **shard = NULL; /* shard[i] is the file of s->files[i] */
+    cJSON_ArrayForEach(e, wm) {
+        if (st) break;
+        if (!cJSON_IsString(e) || !*e->valuestring || strchr(e->valuestring, '/') ||
+            !strcmp(e->valuestring, ".") || !strcmp(e->valuestring, "..")) {
+            st = mq_fail(MQ_ERR_FORMAT, "%s: weight_map entry '%s' must name a file in the directory", index,
+                         e->string);
+            break;
+        }
+        int k = 0;
+        while (k < s->n_files && strcmp(shard[k], e->valuestring)) k++;
+        if (k == s->n_files) {
+            char *p = mq_path_join(dir, e->valuestring);
+            st = set_add(s, p);
+            free(p);
+            shard = mq_realloc(shard, (size_t)s->n_files * sizeof *shard);
+            shard[s->n_files - 1] = e->valuestring;
+            if (st) break;
+        }
+        if (!mq_st_find(s->files[k], e->string))
+            st = mq_fail(MQ_ERR_FORMAT, "%s: tensor '%s' is not in shard %s", index, e->string, e->valuestring);
+    }
+    free(shard);
+    cJSON_Delete(j);
+    return st;
+}
+
+/* Open dir's weights (see safetensors.h). On error *out is NULL and the
+ * message names the index or shard at fault. */
 mq_status mq_st_open_dir(const char *dir, mq_st_set **out) {
     *out = NULL;
     mq_st_set *s = mq_calloc(1, sizeof *s);
     char *single = mq_path_join(dir, "model.safetensors");
     char *index = mq_path_join(dir, "model.safetensors.index.json");
-    mq_status st = MQ_OK;
-    if (mq_file_exists(single)) {
+    mq_status st;
+    if (mq_file_exists(single))
         st = set_add(s, single);
-    } else if (mq_file_exists(index)) {
-        char *text;
-        size_t len;
-        st = mq_read_file(index, &text, &len);
-        cJSON *j = st ? NULL : cJSON_ParseWithLength(text, len);
-        if (!st) free(text);
-        const cJSON *wm = j ? cJSON_GetObjectItemCaseSensitive(j, "weight_map") : NULL;
-        if (!st && !cJSON_IsObject(wm))
-            st = mq_fail(MQ_ERR_FORMAT, "%s: not JSON with a \"weight_map\" object", index);
-        /* open each distinct shard once, in order of first mention */
-        char **seen = NULL;
-        int n_seen = 0;
-        const cJSON *e;
-        if (!st) cJSON_ArrayForEach(e, wm) {
-            if (!cJSON_IsString(e) || strchr(e->valuestring, '/') || !strcmp(e->valuestring, "..")) {
-                st = mq_fail(MQ_ERR_FORMAT, "%s: weight_map entry '%s' must name a file in the directory",
-                             index, e->string);
-                break;
-            }
-            bool dup = false;
-            for (int i = 0; i < n_seen; i++) dup |= !strcmp(seen[i], e->valuestring);
-            if (dup) continue;
-            seen = mq_realloc(seen, (size_t)(n_seen + 1) * sizeof *seen);
-            seen[n_seen++] = e->valuestring;
-            char *p = mq_path_join(dir, e->valuestring);
-            st = set_add(s, p);
-            free(p);
-            if (st) break;
-        }
-        /* every mapped tensor must be where the index says */
-        if (!st) cJSON_ArrayForEach(e, wm) {
-            if (!mq_st_set_find(s, e->string)) {
-                st = mq_fail(MQ_ERR_FORMAT, "%s: tensor '%s' is not in shard %s", index, e->string, e->valuestring);
-                break;
-            }
-        }
-        free(seen);
-        cJSON_Delete(j);
-    } else {
+    else if (mq_file_exists(index))
+        st = open_index(s, dir, index);
+    else
         st = mq_fail(MQ_ERR_IO, "%s: no model.safetensors or model.safetensors.index.json", dir);
-    }
     free(single);
     free(index);
     if (st) {
@@ -303,18 +353,55 @@ const char *mq_st_set_meta(const mq_st_set *s, const char *key) {
 
 /* ============================================================ writing */
 
+/* Checks one tensor handed to the writer: name, dtype, dims, and nbytes
+ * equal to the (overflow-checked) size its shape needs. */
+static mq_status check_out_tensor(const char *path, const mq_tensor *t) {
+    if (!t->name || !*t->name || !strcmp(t->name, "__metadata__"))
+        return mq_fail(MQ_ERR_ARG, "%s: a tensor has an empty or reserved name", path);
+    if ((unsigned)t->dtype >= MQ_DTYPE_COUNT)
+        return mq_fail(MQ_ERR_ARG, "%s: tensor '%s': invalid dtype %d", path, t->name, (int)t->dtype);
+    if (t->ndim < 0 || t->ndim > MQ_MAX_DIMS)
+        return mq_fail(MQ_ERR_ARG, "%s: tensor '%s': %d dimensions (0..%d)", path, t->name, t->ndim, MQ_MAX_DIMS);
+    size_t want = mq_dtype_size(t->dtype);
+    for (int d = 0; d < t->ndim; d++)
+        if (t->shape[d] < 0 || !mq_mul_ok(want, (size_t)t->shape[d], &want))
+            return mq_fail(MQ_ERR_ARG, "%s: tensor '%s': bad shape entry %d (%lld)", path, t->name, d,
+                           (long long)t->shape[d]);
+    if (want != t->nbytes)
+        return mq_fail(MQ_ERR_ARG, "%s: tensor '%s': %zu bytes given for a shape of %zu", path, t->name,
+                       t->nbytes, want);
+    if (want && !t->data) return mq_fail(MQ_ERR_ARG, "%s: tensor '%s': no data", path, t->name);
+    return MQ_OK;
+}
+
+/* Write path atomically (see safetensors.h). The data section is contiguous
+ * (the reference reader rejects gaps), so to keep every tensor aligned to its
+ * element size the tensors are laid out widest dtype first, in the given
+ * order within a width; the header lists them in that order. MQ_ERR_ARG for
+ * an inconsistent tensor, a repeated name or metadata key; MQ_ERR_IO if the
+ * write fails (nothing is left under path then). */
 mq_status mq_st_write(const char *path, const mq_tensor *tensors, int n, const mq_kv *meta, int n_meta) {
-    /* Data is contiguous (the reference reader rejects gaps); wider dtypes
-     * first keeps every tensor aligned to its element size. */
+    if (n < 0 || n_meta < 0) return mq_fail(MQ_ERR_ARG, "%s: negative tensor or metadata count", path);
+    for (int i = 0; i < n; i++) {
+        mq_status st = check_out_tensor(path, &tensors[i]);
+        if (st) return st;
+        for (int k = 0; k < i; k++)
+            if (!strcmp(tensors[k].name, tensors[i].name))
+                return mq_fail(MQ_ERR_ARG, "%s: tensor '%s' given twice", path, tensors[i].name);
+    }
+    for (int i = 0; i < n_meta; i++) {
+        if (!meta[i].key || !meta[i].value)
+            return mq_fail(MQ_ERR_ARG, "%s: metadata entry %d has no key or value", path, i);
+        for (int k = 0; k < i; k++)
+            if (!strcmp(meta[k].key, meta[i].key))
+                return mq_fail(MQ_ERR_ARG, "%s: metadata key '%s' given twice", path, meta[i].key);
+    }
     const mq_tensor **order = mq_malloc((size_t)(n ? n : 1) * sizeof *order);
     int k = 0;
     for (size_t w = 8; w >= 1; w /= 2)
         for (int i = 0; i < n; i++)
             if (mq_dtype_size(tensors[i].dtype) == w) order[k++] = &tensors[i];
-    if (k != n) {
-        free(order);
-        return mq_fail(MQ_ERR_ARG, "%s: a tensor has an invalid dtype", path);
-    }
+    MQ_ASSERT(k == n);
     cJSON *h = cJSON_CreateObject();
     if (n_meta > 0) {
         cJSON *m = cJSON_AddObjectToObject(h, "__metadata__");
@@ -323,22 +410,18 @@ mq_status mq_st_write(const char *path, const mq_tensor *tensors, int n, const m
     size_t off = 0;
     for (int i = 0; i < n; i++) {
         const mq_tensor *t = order[i];
-        size_t want = mq_dtype_size(t->dtype);
-        for (int d = 0; d < t->ndim; d++) want *= (size_t)t->shape[d];
-        if (want != t->nbytes) {
-            cJSON_Delete(h);
-            free(order);
-            return mq_fail(MQ_ERR_ARG, "%s: tensor '%s': %zu bytes given for a shape of %zu", path,
-                           t->name, t->nbytes, want);
-        }
         cJSON *e = cJSON_AddObjectToObject(h, t->name);
         cJSON_AddStringToObject(e, "dtype", mq_dtype_name(t->dtype));
         cJSON *sh = cJSON_AddArrayToObject(e, "shape");
         for (int d = 0; d < t->ndim; d++) cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)t->shape[d]));
         cJSON *o = cJSON_AddArrayToObject(e, "data_offsets");
         cJSON_AddItemToArray(o, cJSON_CreateNumber((double)off));
-        cJSON_AddItemToArray(o, cJSON_CreateNumber((double)(off + t->nbytes)));
-        off += t->nbytes;
+        if (!mq_add_ok(off, t->nbytes, &off) || off > ((size_t)1 << 53)) {
+            cJSON_Delete(h);
+            free(order);
+            return mq_fail(MQ_ERR_ARG, "%s: tensors too large for one file", path);
+        }
+        cJSON_AddItemToArray(o, cJSON_CreateNumber((double)off));
     }
     char *json = cJSON_PrintUnformatted(h);
     cJSON_Delete(h);

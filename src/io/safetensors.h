@@ -46,8 +46,11 @@ const mq_tensor *mq_st_set_at(const mq_st_set *s, int i);
 const char *mq_st_set_meta(const mq_st_set *s, const char *key);
 
 /* Write tensors (and string metadata pairs) to path atomically (temp file,
- * fsync, rename). Tensors are written in the given order, each data offset
- * aligned to 8 bytes; the header is padded with spaces to a multiple of 8. */
+ * fsync, rename). The data section is contiguous (as the reference reader
+ * requires): tensors are laid out widest dtype first, in the given order
+ * within a width, so each data offset is aligned to its element size; the
+ * header is padded with spaces to a multiple of 8. MQ_ERR_ARG for a tensor
+ * whose nbytes does not match its shape, a repeated name or key. */
 typedef struct {
     const char *key, *value;
 } mq_kv;
