@@ -502,35 +502,47 @@ static const char *type_name(uint32_t t) {
     return t < 13 ? n[t] : "?";
 }
 
+/* Appends s[0..len) quoted to buf at *k, at most max bytes of it (not cutting
+ * a UTF-8 sequence), control characters shown as spaces, with "..." when
+ * clipped. */
+static void put_clipped(char *buf, size_t cap, size_t *k, const char *s, size_t len, size_t max) {
+    size_t n = len > max ? max : len;
+    while (n < len && n > 0 && ((uint8_t)s[n] & 0xC0) == 0x80) n--; /* s[n] continues a sequence */
+    if (*k < cap) buf[(*k)++] = '"';
+    for (size_t j = 0; j < n && *k < cap; j++) buf[(*k)++] = (uint8_t)s[j] < 0x20 ? ' ' : s[j];
+    for (const char *t = n < len ? "\"..." : "\""; *t && *k < cap; t++) buf[(*k)++] = *t;
+    if (*k >= cap) *k = cap - 1;
+    buf[*k] = 0;
+}
+
+/* One line describing kv i (see gguf.h): strings clipped to 60 bytes, arrays
+ * to their first 4 elements (string elements to 20 bytes each). Always
+ * NUL-terminated when cap > 0. */
 void mq_gguf_kv_describe(const mq_gguf *g, int i, char *buf, size_t cap) {
+    if (!cap) return;
     const kv_t *kv = &g->kv[i];
     double d;
     int64_t iv;
     bool is_int;
+    size_t k;
+    const char *s;
+    size_t l;
+    buf[0] = 0;
     if (kv->type == MQ_GGUF_STRING) {
-        uint64_t l;
-        memcpy(&l, kv->val, 8);
-        int shown = l > 60 ? 60 : (int)l;
-        char tmp[64];
-        int k = 0;
-        for (int j = 0; j < shown; j++) {
-            char ch = (char)kv->val[8 + j];
-            tmp[k++] = ch == '\n' ? ' ' : ch;
-        }
-        tmp[k] = 0;
-        snprintf(buf, cap, "str = \"%s\"%s", tmp, l > 60 ? "..." : "");
+        mq_gguf_get_str(g, kv->key, &s, &l);
+        k = (size_t)snprintf(buf, cap, "str = ");
+        if (k < cap) put_clipped(buf, cap, &k, s, l, 60);
     } else if (kv->type == MQ_GGUF_ARRAY) {
-        size_t k = (size_t)snprintf(buf, cap, "arr[%s,%llu] = [", type_name(kv->arr_type),
-                                    (unsigned long long)kv->arr_n);
+        k = (size_t)snprintf(buf, cap, "arr[%s,%llu] = [", type_name(kv->arr_type), (unsigned long long)kv->arr_n);
         for (uint64_t j = 0; j < kv->arr_n && j < 4 && k < cap; j++) {
+            if (j) k += (size_t)snprintf(buf + k, cap - k, ", ");
+            if (k >= cap) break;
             if (kv->arr_type == MQ_GGUF_STRING) {
-                const char *s;
-                size_t l;
                 mq_gguf_arr_str(g, kv->key, j, &s, &l);
-                k += (size_t)snprintf(buf + k, cap - k, "%s\"%.*s\"", j ? ", " : "", (int)(l > 20 ? 20 : l), s);
+                put_clipped(buf, cap, &k, s, l, 20);
             } else if (num_at(kv->val + 12 + j * scalar_size(kv->arr_type), kv->arr_type, &d, &iv, &is_int)) {
-                k += is_int ? (size_t)snprintf(buf + k, cap - k, "%s%lld", j ? ", " : "", (long long)iv)
-                            : (size_t)snprintf(buf + k, cap - k, "%s%g", j ? ", " : "", d);
+                k += is_int ? (size_t)snprintf(buf + k, cap - k, "%lld", (long long)iv)
+                            : (size_t)snprintf(buf + k, cap - k, "%g", d);
             }
         }
         if (k < cap) snprintf(buf + k, cap - k, "%s]", kv->arr_n > 4 ? ", ..." : "");

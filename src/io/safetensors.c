@@ -51,9 +51,14 @@ static int64_t utf8_invalid_at(const uint8_t *s, size_t n) {
     return -1;
 }
 
+typedef struct {
+    size_t begin, end; /* data_offsets */
+    int idx;           /* tensor */
+} span;
+
 static int cmp_span(const void *a, const void *b) {
-    const size_t *x = a, *y = b;
-    return (x[0] > y[0]) - (x[0] < y[0]);
+    const span *x = a, *y = b;
+    return (x->begin > y->begin) - (x->begin < y->begin);
 }
 
 /* Unmaps f and frees it; its tensors' names and data become invalid. NULL ok. */
@@ -157,7 +162,7 @@ mq_status mq_st_open(const char *path, mq_st_file **out) {
     int n = cJSON_GetArraySize(j);
     f->t = mq_calloc((size_t)n + 1, sizeof *f->t);
     f->names = mq_calloc((size_t)n + 1, sizeof *f->names);
-    size_t *spans = mq_calloc(2 * (size_t)n + 2, sizeof(size_t));
+    span *spans = mq_calloc((size_t)n + 1, sizeof *spans);
     const cJSON *e;
     cJSON_ArrayForEach(e, j) {
         if (!strcmp(e->string, "__metadata__")) {
@@ -194,17 +199,18 @@ mq_status mq_st_open(const char *path, mq_st_file **out) {
         if ((st = parse_tensor(f, e, data_size, t))) break;
         f->names[f->n] = mq_strdup(e->string);
         t->name = f->names[f->n];
-        spans[2 * f->n] = (size_t)((const uint8_t *)t->data - (f->map.data + 8 + hlen));
-        spans[2 * f->n + 1] = spans[2 * f->n] + t->nbytes;
+        size_t begin = (size_t)((const uint8_t *)t->data - (f->map.data + 8 + hlen));
+        spans[f->n] = (span){begin, begin + t->nbytes, f->n};
         f->n++;
     }
     cJSON_Delete(j);
     if (st == MQ_OK) {
-        qsort(spans, (size_t)f->n, 2 * sizeof(size_t), cmp_span);
+        qsort(spans, (size_t)f->n, sizeof *spans, cmp_span);
         for (int i = 1; i < f->n; i++)
-            if (spans[2 * i] < spans[2 * i - 1]) {
-                st = mq_fail(MQ_ERR_FORMAT, "%s: tensor data ranges overlap (a range starts at %zu before "
-                             "the previous one ends at %zu)", path, spans[2 * i], spans[2 * i - 1]);
+            if (spans[i].begin < spans[i - 1].end) {
+                st = mq_fail(MQ_ERR_FORMAT, "%s: tensors '%s' [%zu, %zu] and '%s' [%zu, %zu] overlap", path,
+                             f->names[spans[i - 1].idx], spans[i - 1].begin, spans[i - 1].end,
+                             f->names[spans[i].idx], spans[i].begin, spans[i].end);
                 break;
             }
     }
