@@ -40,7 +40,7 @@ expect_out() {
 
 if [ ! -x "$bin" ]; then
   echo "FAIL: $bin not found (build it, or set MQ_BIN)"
-  echo "0 passed, 1 failed"; exit 1
+  echo "test_cli_inspect.sh: 0 passed, 1 failed"; exit 1
 fi
 
 # --help documents every option and its default
@@ -131,5 +131,5 @@ else
   echo "SKIP: $model not found, real-model inspect skipped"
 fi
 
-echo "$pass passed, $fail failed"
+echo "test_cli_inspect.sh: $pass passed, $fail failed"
 [ $fail -eq 0 ]

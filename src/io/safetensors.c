@@ -133,9 +133,10 @@ mq_status mq_st_open(const char *path, mq_st_file **out) {
         return st;
     }
     if (f->map.size < 8) {
+        st = mq_fail(MQ_ERR_FORMAT, "%s: truncated: %zu bytes, too short for a safetensors header", path,
+                     f->map.size);
         mq_st_close(f);
-        return mq_fail(MQ_ERR_FORMAT, "%s: truncated: %zu bytes, too short for a safetensors header",
-                       path, f->map.size);
+        return st;
     }
     uint64_t hlen;
     memcpy(&hlen, f->map.data, 8);
