@@ -16,6 +16,7 @@ static const struct {
     int (*fn)(int, char **);
     const char *summary;
 } commands[] = {
+    {"quantize", cmd_quantize, "learn int8 parent codes good at several widths; write a checkpoint"},
     {"run", cmd_run, "generate text from a prompt"},
     {"eval", cmd_eval, "perplexity (and more) of a model on a text file"},
     {"inspect", cmd_inspect, "list the tensors and metadata of a safetensors or GGUF file"},

@@ -10,6 +10,7 @@
  * Gemma2Config and their modeling files (parameter names, defaults).
  */
 #include "io/safetensors.h"
+#include "quant/qmodel.h"
 #include "nn/load_internal.h"
 
 #include <cJSON.h>
@@ -225,6 +226,19 @@ static mq_status load_tensor(const mq_st_set *s, const char *dir, const char *na
     return mq_check_finite(dst, n, dir, name);
 }
 
+/* A checkpoint's quantized linear must have the shape the config implies. */
+static mq_status check_qshape(const struct mq_qstore *q, const char *dir, int layer, mq_lin_kind kind,
+                              int64_t rows, int64_t cols) {
+    for (int i = 0; i < q->n; i++)
+        if (q->q[i].layer == layer && q->q[i].kind == kind && (q->q[i].rows != rows || q->q[i].cols != cols)) {
+            char nm[96];
+            mq_linear_name(layer, kind, nm, sizeof nm);
+            return mq_fail(MQ_ERR_FORMAT, "%s: '%s.qweight' is [%d, %d], config expects [%lld, %lld]", dir, nm,
+                           q->q[i].rows, q->q[i].cols, (long long)rows, (long long)cols);
+        }
+    return MQ_OK;
+}
+
 mq_status mq_load_hf(const char *dir, mq_model *m) {
     char *cfg_path = mq_path_join(dir, "config.json");
     bool tie_given = false;
@@ -235,6 +249,21 @@ mq_status mq_load_hf(const char *dir, mq_model *m) {
     if (st) return st;
     mq_st_set *s = NULL;
     if ((st = mq_st_open_dir(dir, &s))) return st;
+    /* a matquant checkpoint: the quantized linears come from their codes */
+    if (mq_st_set_meta(s, "matquant.format_version")) {
+        struct mq_qstore *q = mq_calloc(1, sizeof *q);
+        m->quant = q;
+        if ((st = mq_checkpoint_read(dir, &q->q, &q->n, &q->meta))) {
+            mq_st_set_close(s);
+            return st;
+        }
+        for (int i = 0; i < q->n; i++)
+            if (q->q[i].layer >= m->cfg.n_layers) {
+                mq_st_set_close(s);
+                return mq_fail(MQ_ERR_FORMAT, "%s: quantized layer %d beyond the config's %d layers", dir,
+                               q->q[i].layer, m->cfg.n_layers);
+            }
+    }
     mq_config *c = &m->cfg;
     /* a checkpoint without lm_head.weight and no explicit tie flag is tied */
     if (!tie_given && !c->tied_embeddings && !mq_st_set_find(s, "lm_head.weight"))
@@ -254,11 +283,17 @@ mq_status mq_load_hf(const char *dir, mq_model *m) {
 #define LAYER(suffix, dst, r, cl)                                   \
         snprintf(n, sizeof n, "model.layers.%d.%s", l, (suffix));   \
         LOAD(n, (dst), (r), (cl))
+#define LINEAR(kind, suffix, dst, r, cl)                                    \
+        if (!mq_qstore_has(m->quant, l, (kind))) {                          \
+            LAYER(suffix, dst, r, cl);                                      \
+        } else if (st == MQ_OK) {                                           \
+            st = check_qshape(m->quant, dir, l, (kind), (r), (cl));         \
+        }
         LAYER("input_layernorm.weight", L->attn_norm, C, -1);
-        LAYER("self_attn.q_proj.weight", L->wq, QD, C);
-        LAYER("self_attn.k_proj.weight", L->wk, KD, C);
-        LAYER("self_attn.v_proj.weight", L->wv, KD, C);
-        LAYER("self_attn.o_proj.weight", L->wo, C, QD);
+        LINEAR(MQ_LIN_Q, "self_attn.q_proj.weight", L->wq, QD, C);
+        LINEAR(MQ_LIN_K, "self_attn.k_proj.weight", L->wk, KD, C);
+        LINEAR(MQ_LIN_V, "self_attn.v_proj.weight", L->wv, KD, C);
+        LINEAR(MQ_LIN_O, "self_attn.o_proj.weight", L->wo, C, QD);
         if (c->qkv_bias) {
             LAYER("self_attn.q_proj.bias", L->bq, QD, -1);
             LAYER("self_attn.k_proj.bias", L->bk, KD, -1);
@@ -271,9 +306,10 @@ mq_status mq_load_hf(const char *dir, mq_model *m) {
         } else {
             LAYER("post_attention_layernorm.weight", L->ffn_norm, C, -1);
         }
-        LAYER("mlp.gate_proj.weight", L->w_gate, F, C);
-        LAYER("mlp.up_proj.weight", L->w_up, F, C);
-        LAYER("mlp.down_proj.weight", L->w_down, C, F);
+        LINEAR(MQ_LIN_GATE, "mlp.gate_proj.weight", L->w_gate, F, C);
+        LINEAR(MQ_LIN_UP, "mlp.up_proj.weight", L->w_up, F, C);
+        LINEAR(MQ_LIN_DOWN, "mlp.down_proj.weight", L->w_down, C, F);
+#undef LINEAR
 #undef LAYER
     }
 #undef LOAD

@@ -8,6 +8,7 @@
  * for the RoPE frequencies.
  */
 #include "nn/load_internal.h"
+#include "quant/qmodel.h"
 
 #include <math.h>
 #include <string.h>
@@ -185,6 +186,18 @@ mq_status mq_model_load(const char *path, const mq_load_opts *opts, mq_model **o
     if (st == MQ_OK && m->tok && mq_tokenizer_vocab_size(m->tok) > m->cfg.vocab_size)
         st = mq_fail(MQ_ERR_FORMAT, "%s: tokenizer has %d tokens but the model only %d", path,
                      mq_tokenizer_vocab_size(m->tok), m->cfg.vocab_size);
+    if (st == MQ_OK && m->quant) {
+        mq_plan p;
+        const char *bits = opts && opts->bits ? opts->bits : "8";
+        st = mq_plan_parse(bits, m->cfg.n_layers, &p);
+        if (st == MQ_OK) {
+            st = mq_model_apply_plan(m, &p);
+            mq_plan_free(&p);
+        }
+    } else if (st == MQ_OK && opts && opts->bits) {
+        st = mq_fail(MQ_ERR_ARG, "%s: --bits applies to matquant checkpoints; quantize this model first "
+                     "(matquant quantize)", path);
+    }
     if (st == MQ_OK && m->tok) {
         if (m->cfg.bos_id < 0) m->cfg.bos_id = mq_tokenizer_bos(m->tok);
         if (m->cfg.eos_id < 0) m->cfg.eos_id = mq_tokenizer_eos(m->tok);
@@ -202,6 +215,7 @@ void mq_model_free(mq_model *m) {
     for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
     free(m->owned);
     free(m->layers);
+    mq_qstore_free(m->quant);
     if (m->tok) mq_tokenizer_free(m->tok);
     free(m->source);
     free(m->tokenizer_path);

@@ -80,12 +80,14 @@ typedef struct mq_model {
     char *source;          /* path it was loaded from */
     char *tokenizer_path;  /* --tokenizer given at load, or NULL */
     char *source_kind;     /* "hf", "gguf", "llama2c" */
+    struct mq_qstore *quant; /* parent codes when loaded from a matquant checkpoint, else NULL */
     float **owned;         /* every fp32 buffer this model allocated */
     int n_owned, cap_owned;
 } mq_model;
 
 typedef struct {
     const char *tokenizer_path; /* overrides the source's tokenizer; required for llama2.c */
+    const char *bits;           /* bit plan for a matquant checkpoint (default "8") */
 } mq_load_opts;
 
 /* Load a model from an HF directory, a .gguf file or a llama2.c .bin (by

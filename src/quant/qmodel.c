@@ -1,0 +1,87 @@
+/*
+ * qmodel.c — applying bit plans to a checkpoint-loaded model (see qmodel.h).
+ */
+#include "quant/qmodel.h"
+
+#include "quant/ref.h"
+
+#include <string.h>
+
+bool mq_qstore_has(const struct mq_qstore *s, int layer, mq_lin_kind kind) {
+    for (int i = 0; s && i < s->n; i++)
+        if (s->q[i].layer == layer && s->q[i].kind == kind) return true;
+    return false;
+}
+
+void mq_qstore_free(struct mq_qstore *s) {
+    if (!s) return;
+    mq_qlinears_free(s->q, s->n);
+    mq_plan_free(&s->plan);
+    free(s->head_fp);
+    free(s);
+}
+
+/* int8 round-to-nearest of the head, per row (as llama.cpp serves its output
+ * tensor quantized); from the kept fp32 copy so plans can be switched. */
+static void head_int8(mq_model *m, struct mq_qstore *s, bool on) {
+    size_t V = (size_t)m->cfg.vocab_size, C = (size_t)m->cfg.dim;
+    if (on && !s->head_fp) {
+        s->head_fp = mq_malloc(V * C * sizeof(float));
+        memcpy(s->head_fp, m->lm_head, V * C * sizeof(float));
+    }
+    if (!s->head_fp) return;
+    if (!on) {
+        memcpy(m->lm_head, s->head_fp, V * C * sizeof(float));
+        return;
+    }
+#pragma omp parallel for
+    for (size_t r = 0; r < V; r++) {
+        float a;
+        uint8_t z;
+        const float *src = s->head_fp + r * C;
+        mq_ref_grid(src, (int)C, NULL, NULL, &a, &z);
+        for (size_t j = 0; j < C; j++) m->lm_head[r * C + j] = mq_ref_dequant_one(mq_ref_code(src[j], a, z), a, z, 8, false);
+    }
+}
+
+mq_status mq_model_apply_plan(mq_model *m, const mq_plan *p) {
+    struct mq_qstore *s = m->quant;
+    if (!s) return mq_fail(MQ_ERR_ARG, "%s: not a matquant checkpoint; bit plans apply to checkpoints", m->source);
+    if (p->n_layers != m->cfg.n_layers)
+        return mq_fail(MQ_ERR_ARG, "bit plan for %d layers applied to a model with %d", p->n_layers, m->cfg.n_layers);
+    if (p->head_bits && m->cfg.tied_embeddings)
+        return mq_fail(MQ_ERR_UNSUPPORTED, "head:8 on a model with tied embeddings is not supported yet "
+                       "(the embedding table would change too)");
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int i = 0; i < s->n; i++) {
+        const mq_qlinear *q = &s->q[i];
+        int rows, cols;
+        float *w = mq_linear_weight(m, q->layer, q->kind, &rows, &cols);
+        mq_ref_dequant(q->q, q->scale, q->zero, q->rows, q->cols, q->group, p->bits[q->layer], p->extra[q->layer], w);
+    }
+    head_int8(m, s, p->head_bits == 8);
+    mq_plan_free(&s->plan);
+    s->plan = *p;
+    s->plan.bits = mq_malloc((size_t)p->n_layers);
+    s->plan.extra = mq_malloc((size_t)p->n_layers * sizeof(bool));
+    memcpy(s->plan.bits, p->bits, (size_t)p->n_layers);
+    memcpy(s->plan.extra, p->extra, (size_t)p->n_layers * sizeof(bool));
+    return MQ_OK;
+}
+
+void mq_model_plan_bits(const mq_model *m, const mq_plan *p, double *eff, double *storage) {
+    const struct mq_qstore *s = m->quant;
+    double e = 0, st = 0, n = 0;
+    for (int i = 0; s && i < s->n; i++) {
+        const mq_qlinear *q = &s->q[i];
+        int64_t numel = (int64_t)q->rows * q->cols, over = 0;
+        int r = p->bits[q->layer];
+        bool x = p->extra[q->layer];
+        if (x) over = mq_ref_count_overflow(q->q, (size_t)numel, r);
+        e += mq_ref_effective_bits(r, x, over, numel) * (double)numel;
+        st += mq_ref_storage_bits(r, x, over, numel) * (double)numel;
+        n += (double)numel;
+    }
+    *eff = n > 0 ? e / n : 0;
+    *storage = n > 0 ? st / n : 0;
+}
