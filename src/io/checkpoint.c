@@ -346,8 +346,9 @@ mq_status mq_checkpoint_read(const char *dir, mq_qlinear **out, int *nout, mq_qm
     if ((s = mq_st_meta(f, "matquant.source"))) snprintf(meta->source, sizeof meta->source, "%s", s);
     meta->n_train = parse_list(mq_st_meta(f, "matquant.train_bits"), meta->train_bits, NULL, 8);
     int nl = parse_list(mq_st_meta(f, "matquant.lambdas"), NULL, meta->lambda, 8);
-    if (meta->n_train < 0 || nl != meta->n_train) {
-        st = mq_fail(MQ_ERR_FORMAT, "%s: matquant.train_bits and matquant.lambdas are malformed or of different lengths", p);
+    if (meta->n_train < 1 || nl != meta->n_train) {
+        st = mq_fail(MQ_ERR_FORMAT, "%s: matquant.train_bits and matquant.lambdas are malformed, empty or of "
+                     "different lengths", p);
         goto done;
     }
     int cap = 0, n = 0;
