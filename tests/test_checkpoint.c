@@ -94,7 +94,7 @@ static void test_round_trip(const char *scope, int group) {
         if (pi == 0) {
             /* writing the reloaded model again gives the same file contents */
             CHECK(mq_checkpoint_write(out2, c, r, nr, &meta) == MQ_OK, "rewrite: %s", mq_last_error());
-            char a[300], b[300];
+            char a[400], b[400];
             snprintf(a, sizeof a, "%s/model.safetensors", out);
             snprintf(b, sizeof b, "%s/model.safetensors", out2);
             char *da, *db;
