@@ -69,7 +69,7 @@ int cmd_eval(int argc, char **argv) {
         return 2;
     }
     mq_set_threads(threads);
-    mq_model *m = tool_load_model("eval", pos[0], tokenizer, true);
+    mq_model *m = tool_load_model("eval", pos[0], tokenizer, NULL, true);
     if (!m) return 1;
     mq_model *base = NULL;
     mq_plan *plans = NULL;

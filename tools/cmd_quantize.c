@@ -128,7 +128,7 @@ int cmd_quantize(int argc, char **argv) {
     }
     o.calib_path = calib;
     mq_set_threads(threads);
-    mq_model *m = tool_load_model("quantize", pos[0], tokenizer, !strcmp(method, "gptq"));
+    mq_model *m = tool_load_model("quantize", pos[0], tokenizer, NULL, !strcmp(method, "gptq"));
     if (!m) return 1;
     mq_qmeta meta = {.format_version = 1, .parent_bits = 8, .group_size = group, .n_train = o.n_train};
     snprintf(meta.scope, sizeof meta.scope, "%s", scope);

@@ -63,12 +63,13 @@ static int sample(float *logits, int V, float temp, float top_p, prob_id *probs,
 }
 
 int cmd_run(int argc, char **argv) {
-    const char *tokenizer = NULL, *prompt = "";
+    const char *tokenizer = NULL, *prompt = "", *bits = NULL;
     int n_new = 256, seed = 0, threads = 0, ctx = 0;
     float temp = 0.8f, top_p = 0.9f;
     bool show_ids = false;
     cli_opt opts[] = {
         {"tokenizer", 0, OPT_STR, &tokenizer, "tokenizer.json or llama2.c tokenizer.bin (default: the model's own)"},
+        {"bits", 'b', OPT_STR, &bits, "bit plan of a matquant checkpoint, e.g. 4, 2x, \"0-5:2,6-29:4\" (default 8)"},
         {"prompt", 'p', OPT_STR, &prompt, "prompt text (default: empty, i.e. BOS only)"},
         {"n-predict", 'n', OPT_INT, &n_new, "tokens to generate (default 256)"},
         {"temp", 0, OPT_FLOAT, &temp, "sampling temperature; 0 = greedy (default 0.8)"},
@@ -93,7 +94,7 @@ int cmd_run(int argc, char **argv) {
         return 2;
     }
     mq_set_threads(threads);
-    mq_model *m = tool_load_model("run", pos[0], tokenizer, true);
+    mq_model *m = tool_load_model("run", pos[0], tokenizer, bits, true);
     if (!m) return 1;
     int32_t *ids = NULL;
     size_t n_prompt = 0;

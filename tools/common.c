@@ -3,8 +3,9 @@
 
 #include "cli.h"
 
-mq_model *tool_load_model(const char *cmd, const char *path, const char *tokenizer, bool need_tok) {
-    mq_load_opts opts = {.tokenizer_path = tokenizer};
+mq_model *tool_load_model(const char *cmd, const char *path, const char *tokenizer, const char *bits,
+                          bool need_tok) {
+    mq_load_opts opts = {.tokenizer_path = tokenizer, .bits = bits};
     mq_model *m = NULL;
     if (mq_model_load(path, &opts, &m) != MQ_OK) {
         cli_error(cmd, "%s", mq_last_error());
