@@ -192,7 +192,38 @@ static void test_bits(void) {
     CHECK(mq_ref_effective_bits(4, false, 5, 100) == 4.0, "no extra precision, no extra bits");
 }
 
+/* native r-bit grids in parent form: slicing returns the native codes exactly */
+static void test_native_grids(void) {
+    int bad = 0, bad_code = 0;
+    for (int r = 1; r <= 7; r++) {
+        int d = 8 - r, top = (1 << r) - 1;
+        for (int t = 0; t < 300; t++) {
+            float w[32], a;
+            uint8_t z;
+            for (int i = 0; i < 32; i++) w[i] = frand() + (t % 4 == 0 ? 0.4f : 0);
+            mq_ref_grid_bits(w, 32, NULL, NULL, r, &a, &z);
+            float lo = 0, hi = 0;
+            for (int i = 0; i < 32; i++) { lo = w[i] < lo ? w[i] : lo; hi = w[i] > hi ? w[i] : hi; }
+            double ar = ((double)hi - lo) / top;
+            int zr = (int)nearbyint(-lo / ar);
+            zr = zr < 0 ? 0 : zr > top ? top : zr;
+            bad += fabs(a * (1 << d) - ar) > 1e-6 * ar || z != (zr << d);
+            for (int i = 0; i < 32; i++) {
+                uint8_t q = mq_ref_code_bits(w[i], a, z, r);
+                double qr = nearbyint(w[i] / ar) + zr;
+                qr = qr < 0 ? 0 : qr > top ? top : qr;
+                /* the parent code is q_r * 2^d, its r-bit slice is q_r and dequantizes on the native grid */
+                bad_code += q != ((int)qr << d) || mq_ref_slice(q, r, false) != (int)qr ||
+                            fabs(mq_ref_dequant_one(q, a, z, r, false) - ar * (qr - zr)) > 1e-5;
+            }
+        }
+    }
+    CHECK(bad == 0, "%d native grids differ from the direct formula", bad);
+    CHECK(bad_code == 0, "%d native codes do not slice back exactly", bad_code);
+}
+
 int main(void) {
+    test_native_grids();
     test_slices();
     test_grids();
     test_matrix();

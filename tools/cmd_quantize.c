@@ -51,11 +51,13 @@ int cmd_quantize(int argc, char **argv) {
     const char *calib = NULL, *tokenizer = NULL;
     int group = 0, samples = 128, len = 512, seed = 0, threads = 0;
     float damp = 0.01f;
+    bool parent_grid = false;
     cli_opt opts[] = {
         {"output", 'o', OPT_STR, &out, "checkpoint directory to write (required)"},
         {"method", 0, OPT_STR, &method, "minmax | gptq (default gptq)"},
         {"train-bits", 0, OPT_STR, &train, "widths R trained together (default 8,4,2)"},
         {"lambda", 0, OPT_STR, &lambda, "weights lambda_r, one per width (default all 1)"},
+        {"parent-grid", 0, OPT_FLAG, &parent_grid, "with one --train-bits width: keep the int8 parent grid (single-precision MatQuant) instead of the native r-bit grid"},
         {"scope", 0, OPT_STR, &scope, "ffn (gate, up, down) | all (attention too) (default ffn)"},
         {"group-size", 0, OPT_INT, &group, "0 = per output channel, or 32/64/128/256 (default 0)"},
         {"calib", 0, OPT_STR, &calib, "calibration text, .jsonl with \"text\" or plain (default ../shared/data/c4/...)"},
@@ -81,7 +83,7 @@ int cmd_quantize(int argc, char **argv) {
     }
     mq_quant_opts o = {.method = method, .scope = scope, .group = group, .calib_samples = samples,
                        .calib_len = len, .seed = (uint64_t)seed, .damp = damp, .block = 128,
-                       .progress = progress};
+                       .progress = progress, .parent_grid = parent_grid};
     if (strcmp(method, "minmax") && strcmp(method, "gptq")) {
         cli_error("quantize", "--method must be minmax or gptq, got '%s'", method);
         return 2;
@@ -130,7 +132,8 @@ int cmd_quantize(int argc, char **argv) {
     mq_set_threads(threads);
     mq_model *m = tool_load_model("quantize", pos[0], tokenizer, NULL, !strcmp(method, "gptq"));
     if (!m) return 1;
-    mq_qmeta meta = {.format_version = 1, .parent_bits = 8, .group_size = group, .n_train = o.n_train};
+    mq_qmeta meta = {.format_version = 1, .parent_bits = 8, .group_size = group, .n_train = o.n_train,
+                     .grid_bits = mq_quant_grid_bits(&o)};
     snprintf(meta.scope, sizeof meta.scope, "%s", scope);
     snprintf(meta.method, sizeof meta.method, "%s", method);
     snprintf(meta.source, sizeof meta.source, "%s", pos[0]);

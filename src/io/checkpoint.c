@@ -214,7 +214,8 @@ mq_status mq_checkpoint_write(const char *dir, const mq_model *m, const mq_qline
     if (!c->tied_embeddings) ADD_F32("lm_head.weight", m->lm_head, c->vocab_size, c->dim);
 #undef ADD_F32
     MQ_ASSERT(nt <= cap);
-    char v_fmt[16], v_pb[16], v_gs[16], v_tb[64], v_lam[128];
+    char v_fmt[16], v_pb[16], v_gs[16], v_tb[64], v_lam[128], v_gb[16];
+    snprintf(v_gb, sizeof v_gb, "%d", meta->grid_bits > 0 ? meta->grid_bits : 8);
     snprintf(v_fmt, sizeof v_fmt, "%d", meta->format_version);
     snprintf(v_pb, sizeof v_pb, "%d", meta->parent_bits);
     snprintf(v_gs, sizeof v_gs, "%d", meta->group_size);
@@ -225,6 +226,7 @@ mq_status mq_checkpoint_write(const char *dir, const mq_model *m, const mq_qline
         {"matquant.format_version", v_fmt},
         {"matquant.parent_bits", v_pb},
         {"matquant.group_size", v_gs},
+        {"matquant.grid_bits", v_gb},
         {"matquant.scope", meta->scope},
         {"matquant.method", meta->method},
         {"matquant.train_bits", v_tb},
@@ -337,6 +339,12 @@ mq_status mq_checkpoint_read(const char *dir, mq_qlinear **out, int *nout, mq_qm
     }
     meta->format_version = 1;
     meta->parent_bits = 8;
+    const char *gb = mq_st_meta(f, "matquant.grid_bits");
+    meta->grid_bits = gb ? atoi(gb) : 8;
+    if (meta->grid_bits < 1 || meta->grid_bits > 8) {
+        st = mq_fail(MQ_ERR_FORMAT, "%s: matquant.grid_bits must be 1..8", p);
+        goto done;
+    }
     const char *gs = mq_st_meta(f, "matquant.group_size");
     meta->group_size = gs ? atoi(gs) : 0;
     const char *s;

@@ -38,6 +38,7 @@ typedef struct {
     int group_size;         /* 0 = per channel */
     char scope[8];          /* "ffn" | "all" */
     char method[16];        /* "minmax" | "gptq" | "omniquant" | "qat" */
+    int grid_bits;          /* 8: int8 parent grid; r: native r-bit grid (single-width baselines) */
     int n_train;            /* trained widths R */
     int train_bits[8];
     float lambda[8];

@@ -11,17 +11,11 @@
 #include <math.h>
 #include <string.h>
 
+static void range_of(const float *w, int n, const float *lo_in, const float *hi_in, float *lo, float *hi);
+
 void mq_ref_grid(const float *w, int n, const float *lo_in, const float *hi_in, float *alpha, uint8_t *z) {
-    float lo = 0.0f, hi = 0.0f;
-    if (lo_in && hi_in) {
-        lo = *lo_in < 0 ? *lo_in : 0.0f;
-        hi = *hi_in > 0 ? *hi_in : 0.0f;
-    } else {
-        for (int i = 0; i < n; i++) {
-            lo = w[i] < lo ? w[i] : lo;
-            hi = w[i] > hi ? w[i] : hi;
-        }
-    }
+    float lo, hi;
+    range_of(w, n, lo_in, hi_in, &lo, &hi);
     float a = (hi - lo) / 255.0f;
     if (!(a > 0)) {
         *alpha = 0.0f;
@@ -31,6 +25,48 @@ void mq_ref_grid(const float *w, int n, const float *lo_in, const float *hi_in, 
     float zf = nearbyintf(-lo / a);
     *alpha = a;
     *z = (uint8_t)(zf < 0 ? 0 : zf > 255 ? 255 : zf);
+}
+
+/* [lo, hi] of a row/group (or the given clipped values), widened to include 0 */
+static void range_of(const float *w, int n, const float *lo_in, const float *hi_in, float *lo, float *hi) {
+    *lo = 0.0f;
+    *hi = 0.0f;
+    if (lo_in && hi_in) {
+        *lo = *lo_in < 0 ? *lo_in : 0.0f;
+        *hi = *hi_in > 0 ? *hi_in : 0.0f;
+        return;
+    }
+    for (int i = 0; i < n; i++) {
+        *lo = w[i] < *lo ? w[i] : *lo;
+        *hi = w[i] > *hi ? w[i] : *hi;
+    }
+}
+
+void mq_ref_grid_bits(const float *w, int n, const float *lo_in, const float *hi_in, int r, float *alpha, uint8_t *z) {
+    MQ_ASSERT(r >= 1 && r <= 8);
+    float lo, hi;
+    range_of(w, n, lo_in, hi_in, &lo, &hi);
+    int d = 8 - r, top = (1 << r) - 1;
+    float ar = (hi - lo) / (float)top;
+    if (!(ar > 0)) {
+        *alpha = 0.0f;
+        *z = 0;
+        return;
+    }
+    float zr = nearbyintf(-lo / ar);
+    zr = zr < 0 ? 0 : zr > (float)top ? (float)top : zr;
+    *alpha = ar / (float)(1 << d);
+    *z = (uint8_t)((int)zr << d);
+}
+
+uint8_t mq_ref_code_bits(float w, float alpha, uint8_t z, int r) {
+    if (r == 8) return mq_ref_code(w, alpha, z);
+    int d = 8 - r, top = (1 << r) - 1;
+    if (!(alpha > 0)) return z;
+    float ar = alpha * (float)(1 << d);
+    float q = nearbyintf(w / ar) + (float)(z >> d);
+    q = q < 0 ? 0 : q > (float)top ? (float)top : q;
+    return (uint8_t)((int)q << d);
 }
 
 uint8_t mq_ref_code(float w, float alpha, uint8_t z) {

@@ -21,6 +21,14 @@
  * the given lo/hi, e.g. learned clipping), widened to include 0. An
  * all-zero range gives alpha = 0, z = 0 (every code 0, dequantizing to 0). */
 void mq_ref_grid(const float *w, int n, const float *lo, const float *hi, float *alpha, uint8_t *z);
+/* A native r-bit MinMax grid (2^r - 1 steps over [lo, hi], the single-width
+ * baselines) written as a parent grid: alpha = alpha_r / 2^d and
+ * z = z_r * 2^d, so that slicing to r returns the native codes exactly. r = 8
+ * is mq_ref_grid. */
+void mq_ref_grid_bits(const float *w, int n, const float *lo, const float *hi, int r, float *alpha, uint8_t *z);
+/* Round-to-nearest code of w on the native r-bit grid, as a parent code
+ * q_r * 2^d (r = 8: mq_ref_code). */
+uint8_t mq_ref_code_bits(float w, float alpha, uint8_t z, int r);
 /* The parent code of w on grid (alpha, z). */
 uint8_t mq_ref_code(float w, float alpha, uint8_t z);
 /* Slice a parent code to r bits (1..8); extra: without the clamp (may be 2^r). */

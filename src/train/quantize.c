@@ -21,6 +21,10 @@ typedef struct {
     float *table;         /* (rows, n_train, 256) dequantized values of the current group */
 } lin_ctx;
 
+int mq_quant_grid_bits(const mq_quant_opts *o) {
+    return o->n_train == 1 && !o->parent_grid ? o->train_bits[0] : 8;
+}
+
 /* GPTQ callback: grid of the group starting at `col`, from the current W. */
 static void on_group(void *user, int col, const float *w, int rows, int group, size_t ld) {
     lin_ctx *x = user;
@@ -28,7 +32,7 @@ static void on_group(void *user, int col, const float *w, int rows, int group, s
     for (int r = 0; r < rows; r++) {
         float alpha;
         uint8_t z;
-        mq_ref_grid(w + (size_t)r * ld, group, NULL, NULL, &alpha, &z);
+        mq_ref_grid_bits(w + (size_t)r * ld, group, NULL, NULL, mq_quant_grid_bits(x->o), &alpha, &z);
         x->q->scale[(size_t)r * ng + g] = alpha;
         x->q->zero[(size_t)r * ng + g] = z;
         mq_ref_code_table(alpha, z, x->o->train_bits, x->o->n_train, x->table + (size_t)r * x->o->n_train * 256);
@@ -76,18 +80,18 @@ static void write_back(float *w, const mq_qlinear *q, int bits) {
 
 /* MinMax: round to nearest on the parent grid (the naive "slice an int8
  * model" baseline: R only decides the width fed back into the model). */
-static void quantize_rtn(float *w, mq_qlinear *q) {
+static void quantize_rtn(float *w, mq_qlinear *q, int gb) {
     int ng = q->cols / q->group;
     for (int r = 0; r < q->rows; r++)
         for (int g = 0; g < ng; g++) {
             const float *wg = w + (size_t)r * q->cols + (size_t)g * q->group;
             float alpha;
             uint8_t z;
-            mq_ref_grid(wg, q->group, NULL, NULL, &alpha, &z);
+            mq_ref_grid_bits(wg, q->group, NULL, NULL, gb, &alpha, &z);
             q->scale[(size_t)r * ng + g] = alpha;
             q->zero[(size_t)r * ng + g] = z;
             uint8_t *qc = q->q + (size_t)r * q->cols + (size_t)g * q->group;
-            for (int j = 0; j < q->group; j++) qc[j] = mq_ref_code(wg[j], alpha, z);
+            for (int j = 0; j < q->group; j++) qc[j] = mq_ref_code_bits(wg[j], alpha, z, gb);
         }
 }
 
@@ -195,7 +199,7 @@ mq_status mq_quantize(mq_model *m, const mq_quant_opts *o, mq_qlinear **out, int
                 int rows, cols;
                 float *w = mq_linear_weight(m, l, (mq_lin_kind)k, &rows, &cols);
                 alloc_qlinear(&q[n], l, (mq_lin_kind)k, rows, cols, o->group);
-                quantize_rtn(w, &q[n]);
+                quantize_rtn(w, &q[n], mq_quant_grid_bits(o));
                 write_back(w, &q[n], widest(o));
                 n++;
             }

@@ -23,6 +23,8 @@ typedef struct {
     int n_train;              /* |R| */
     int train_bits[8];        /* R, e.g. {8, 4, 2} */
     float lambda[8];          /* lambda_r */
+    bool parent_grid;         /* single width: keep the int8 parent grid (single-precision MatQuant)
+                                 instead of the native r-bit grid (the plain baseline) */
     const char *scope;        /* "ffn" | "all" */
     int group;                /* 0 = per output channel, else 32/64/128/256 */
     const char *calib_path;   /* jsonl or text */
@@ -35,6 +37,9 @@ typedef struct {
     void *user;
 } mq_quant_opts;
 
+/* The grid width used: the native r-bit grid for a single trained width r
+ * (unless parent_grid), else the int8 parent grid. */
+int mq_quant_grid_bits(const mq_quant_opts *o);
 /* Quantize the linears in scope of m. m's fp32 weights of those linears are
  * replaced by their dequantization at the widest trained width (the model
  * stays usable). *out (mq_qlinears_free) receives one entry per linear. */
