@@ -72,6 +72,7 @@ int cmd_eval(int argc, char **argv) {
     mq_model *m = tool_load_model("eval", pos[0], tokenizer, NULL, true);
     if (!m) return 1;
     mq_model *base = NULL;
+    mq_ppl_base bcache = {0};
     mq_plan *plans = NULL;
     int n_plans = 0, ret = 1;
     char *text = NULL;
@@ -119,6 +120,9 @@ int cmd_eval(int argc, char **argv) {
         fprintf(stderr, "%s: %zu tokens, %zu chunks of %d%s\n", ppl_file, n, n / (size_t)ctx, ctx,
                 bos >= 0 ? " (first token of each chunk set to BOS)" : "");
     int rows = n_plans ? n_plans : 1;
+    /* the base model's logits are computed once and reused for every plan (up to 4 GB) */
+    bcache.model = base;
+    bcache.max_cache_bytes = rows > 1 ? (size_t)4 << 30 : 0;
     if (m->quant)
         printf("%-22s %8s %8s %20s %10s %8s\n", "bits", "eff_bits", "storage", "ppl", "KL", "top1");
     for (int i = 0; i < rows; i++) {
@@ -133,7 +137,7 @@ int cmd_eval(int argc, char **argv) {
         }
         mq_ppl_result r;
         double t0 = mq_now_ms();
-        if (mq_perplexity(m, base, ids, n, ctx, chunks, bos, quiet ? NULL : show_progress, &t0, &r)) {
+        if (mq_perplexity(m, base ? &bcache : NULL, ids, n, ctx, chunks, bos, quiet ? NULL : show_progress, &t0, &r)) {
             cli_error("eval", "%s", mq_last_error());
             goto done;
         }
@@ -166,6 +170,7 @@ int cmd_eval(int argc, char **argv) {
     }
     ret = 0;
 done:
+    mq_ppl_base_free(&bcache);
     free(text);
     free(ids);
     mq_plans_free(plans, n_plans);

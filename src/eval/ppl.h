@@ -25,13 +25,25 @@ typedef struct {
     int chunks;
 } mq_ppl_result;
 
+/* The base model of a KL comparison. Its logits at the scored positions are
+ * cached on the first call (when they fit in max_cache_bytes) and reused by
+ * later calls on the same tokens, so evaluating several bit plans runs the
+ * base model once. */
+typedef struct {
+    const mq_model *model;
+    size_t max_cache_bytes;  /* 0: no cache */
+    float *cache;            /* (chunks, ctx - 1 - ctx/2, V) once filled */
+    int cached_chunks, cached_ctx;
+} mq_ppl_base;
+void mq_ppl_base_free(mq_ppl_base *b);
+
 /* Called after each chunk with (chunks done, total, running ppl). */
 typedef void (*mq_ppl_progress)(int done, int total, double ppl, void *user);
 
 /* tokens: the whole text without BOS. max_chunks <= 0 means all. bos < 0
  * means the model has none (the chunk's first token is kept). base may be
  * NULL. Errors: fewer than ctx tokens, ctx < 4, non-finite result. */
-mq_status mq_perplexity(const mq_model *m, const mq_model *base, const int32_t *tokens, size_t n,
+mq_status mq_perplexity(const mq_model *m, mq_ppl_base *base, const int32_t *tokens, size_t n,
                         int ctx, int max_chunks, int32_t bos, mq_ppl_progress progress,
                         void *user, mq_ppl_result *out);
 

@@ -36,6 +36,8 @@ struct mq_state {
     void *tap_user;
 };
 
+const float *mq_state_residual(const mq_state *s) { return s->x; }
+
 void mq_state_set_tap(mq_state *s, mq_tap_fn fn, void *user) {
     s->tap = fn;
     s->tap_user = user;

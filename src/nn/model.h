@@ -131,6 +131,9 @@ void mq_embed(const mq_model *m, const int32_t *tokens, int B, float *x);
 /* Run block `layer` on the residual stream x (B, C) in place, for positions
  * pos0..pos0+B-1 (the layer's KV cache in s is written). B <= max_batch. */
 void mq_forward_block(const mq_model *m, mq_state *s, int layer, float *x, int B, int pos0);
+/* The residual stream (B, C) of the last batch mq_forward processed
+ * (valid until the next call), so callers can take logits of some rows only. */
+const float *mq_state_residual(const mq_state *s);
 /* logits(R, V) from residual rows x(R, C): final norm, head, soft-cap. */
 void mq_logits(const mq_model *m, mq_state *s, const float *x, int R, float *logits);
 
