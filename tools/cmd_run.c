@@ -163,6 +163,7 @@ int cmd_run(int argc, char **argv) {
     double t2 = mq_now_ms();
     fwrite(outb, 1, mq_utf8_flush(&us, outb, sizeof outb), stdout);
     printf("\n");
+    fflush(stdout); /* the text before the statistics on stderr */
     int ret = 0;
     if (st != MQ_OK) {
         cli_error("run", "%s", mq_last_error());
