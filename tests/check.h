@@ -10,12 +10,15 @@
 #ifndef MQ_CHECK_H
 #define MQ_CHECK_H
 
+#include <cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "core/core.h"
 
 static int check_passed, check_failed;
 
@@ -87,6 +90,17 @@ static inline const char *check_path(const char *dir, const char *rel) {
     k = (k + 1) % 4;
     snprintf(buf[k], sizeof buf[k], "%s/%s", dir, rel);
     return buf[k];
+}
+
+/* A JSON file parsed with cJSON (the library's mq_read_file), NULL if
+ * unreadable or malformed. */
+static inline cJSON *check_read_json(const char *path) {
+    char *text;
+    size_t len;
+    if (mq_read_file(path, &text, &len)) return NULL;
+    cJSON *j = cJSON_ParseWithLength(text, len);
+    free(text);
+    return j;
 }
 
 #endif

@@ -9,15 +9,6 @@
 
 #include <cJSON.h>
 
-static cJSON *read_json(const char *path) {
-    char *text;
-    size_t len;
-    if (mq_read_file(path, &text, &len)) return NULL;
-    cJSON *j = cJSON_ParseWithLength(text, len);
-    free(text);
-    return j;
-}
-
 static void test_golden_logits(const char *data) {
     mq_model *m = NULL;
     const char *path = check_path(data, "stories260K/stories260K.bin");
@@ -28,7 +19,7 @@ static void test_golden_logits(const char *data) {
           "config dim=%d layers=%d kv=%d vocab=%d", m->cfg.dim, m->cfg.n_layers, m->cfg.n_kv_heads,
           m->cfg.vocab_size);
     CHECK(mq_model_n_params(m) == 260032, "params %lld", (long long)mq_model_n_params(m));
-    cJSON *g = read_json(check_path(data, "stories260K/golden.json"));
+    cJSON *g = check_read_json(check_path(data, "stories260K/golden.json"));
     CHECK(g != NULL, "golden.json unreadable");
     if (!g) { mq_model_free(m); return; }
     cJSON *toks = cJSON_GetObjectItem(g, "tokens"), *lg = cJSON_GetObjectItem(g, "logits");

@@ -24,15 +24,6 @@
 #define GOLDEN_DIR "tests/golden/models"
 #define MAX_CTX 64
 
-static cJSON *read_json(const char *path) {
-    char *text;
-    size_t len;
-    if (mq_read_file(path, &text, &len)) return NULL;
-    cJSON *j = cJSON_ParseWithLength(text, len);
-    free(text);
-    return j;
-}
-
 /* ids(n) from a JSON array of integers; returns n, or -1 if malformed. */
 static int json_ids(const cJSON *a, int32_t *ids, int cap) {
     int n = cJSON_GetArraySize(a);
@@ -71,7 +62,7 @@ static void test_model(const char *name, const char *path, const char *golden) {
     mq_status st = mq_model_load(path, NULL, &m);
     CHECK(st == MQ_OK, "%s: load %s: %s", name, path, mq_last_error());
     if (st) return;
-    cJSON *g = read_json(golden);
+    cJSON *g = check_read_json(golden);
     CHECK(g != NULL, "%s: %s unreadable or not JSON", name, golden);
     if (!g) {
         mq_model_free(m);

@@ -24,15 +24,6 @@
 #define GOLDEN "tests/golden/smollm2.json"
 #define ATOL 1e-3
 
-static cJSON *read_json(const char *path) {
-    char *text;
-    size_t len;
-    if (mq_read_file(path, &text, &len)) return NULL;
-    cJSON *j = cJSON_ParseWithLength(text, len);
-    free(text);
-    return j;
-}
-
 static int json_ints(const cJSON *a, int32_t *out, int cap) {
     int n = cJSON_GetArraySize(a);
     if (!cJSON_IsArray(a) || n > cap) return -1;
@@ -133,7 +124,7 @@ int main(void) {
         SKIP("%s not found (scripts/get-models.sh fetches it; $MQ_CACHE sets the directory)", path);
         return check_done("test_smollm2");
     }
-    cJSON *g = read_json(GOLDEN);
+    cJSON *g = check_read_json(GOLDEN);
     CHECK(g != NULL, "%s unreadable or not JSON", GOLDEN);
     mq_model *m = NULL;
     mq_status st = mq_model_load(path, NULL, &m);

@@ -20,15 +20,6 @@
 
 #define GOLD "tests/golden/tokenizers"
 
-static cJSON *read_json(const char *path) {
-    char *text;
-    size_t len;
-    if (mq_read_file(path, &text, &len)) return NULL;
-    cJSON *j = cJSON_ParseWithLength(text, len);
-    free(text);
-    return j;
-}
-
 static void print_ids(const char *what, const int32_t *v, size_t n, size_t from) {
     fprintf(stderr, "    %s[%zu..]:", what, from);
     for (size_t i = from; i < n && i < from + 12; i++) fprintf(stderr, " %d", v[i]);
@@ -98,7 +89,7 @@ static void test_json(const char *name) {
     mq_tokenizer *t = NULL;
     mq_status st = mq_tokenizer_load_json(path, &t);
     CHECK(st == MQ_OK, "load %s: %s", path, mq_last_error());
-    cJSON *pairs = read_json(pp);
+    cJSON *pairs = check_read_json(pp);
     CHECK(pairs != NULL, "%s unreadable", pp);
     if (st || !pairs) { mq_tokenizer_free(t); cJSON_Delete(pairs); return; }
     check_pairs(t, label, pairs, true);
@@ -137,7 +128,7 @@ static void test_gguf(const char *file, const char *pairs_name, const char *kind
     snprintf(path, sizeof path, GOLD "/%s", file);
     snprintf(pp, sizeof pp, GOLD "/%s/pairs.json", pairs_name);
     mq_tokenizer *t = load_gguf_tok(path);
-    cJSON *pairs = read_json(pp);
+    cJSON *pairs = check_read_json(pp);
     if (t && pairs) {
         CHECK(!strcmp(mq_tokenizer_kind(t), kind), "%s kind %s, want %s", file, mq_tokenizer_kind(t), kind);
         CHECK(mq_tokenizer_add_bos(t) && mq_tokenizer_bos(t) >= 0, "%s: add_bos/bos", file);
@@ -184,7 +175,7 @@ static void test_smollm2(const char *wiki, size_t wlen) {
         return;
     }
     mq_tokenizer *t = load_gguf_tok(path);
-    cJSON *pairs = read_json(GOLD "/smollm2_pairs.json");
+    cJSON *pairs = check_read_json(GOLD "/smollm2_pairs.json");
     CHECK(pairs != NULL, "smollm2_pairs.json unreadable");
     if (t && pairs) {
         CHECK(mq_tokenizer_vocab_size(t) == 49152, "SmolLM2 vocab %d", mq_tokenizer_vocab_size(t));
@@ -214,7 +205,7 @@ static void test_llama2c(const char *data, const char *wiki, size_t wlen) {
     const char *p = check_path(data, "stories260K/tok512.bin");
     mq_status st = mq_tokenizer_load_llama2c(p, 512, &t);
     CHECK(st == MQ_OK, "%s: %s", p, mq_last_error());
-    cJSON *g = read_json(check_path(data, "stories260K/golden.json"));
+    cJSON *g = check_read_json(check_path(data, "stories260K/golden.json"));
     CHECK(g != NULL, "stories260K golden.json unreadable");
     if (t && g) {
         CHECK(!strcmp(mq_tokenizer_kind(t), "llama2c"), "kind %s", mq_tokenizer_kind(t));
