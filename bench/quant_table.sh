@@ -21,7 +21,9 @@ case "$which" in
   stories260K)
     model=$data/stories260K/stories260K.bin; tok=(--tokenizer "$data/stories260K/tok512.bin")
     ppl=$data/tinystories/tinystories_validation_head.txt; ctx=256
-    calib=$data/tinystories/tinystories_validation_head.txt
+    # calibration from the file's last 300 KB, evaluation on its first chunks: no overlap
+    calib=$out/tinystories_tail.txt
+    mkdir -p "$out"; tail -c 300000 "$ppl" | sed '1d' > "$calib"
     : "${CHUNKS:=100}" "${SAMPLES:=128}" "${LEN:=256}" ;;
   smollm2)
     model=$(scripts/get-models.sh | tail -n 1); tok=()
