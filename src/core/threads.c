@@ -1,6 +1,6 @@
 /*
- * threads.c — one knob for the two thread pools matquant uses: OpenMP (our
- * loops) and OpenBLAS (matrix products).
+ * threads.c — the thread count. matquant runs one pool (OpenMP); OpenBLAS
+ * is kept single-threaded and called per thread on slices.
  */
 #include "core/threads.h"
 
@@ -10,7 +10,9 @@
 void mq_set_threads(int n) {
     if (n <= 0) n = omp_get_num_procs();
     omp_set_num_threads(n);
-    openblas_set_num_threads(n);
+    /* matrix products split their rows over the OpenMP threads themselves
+     * (forward.c); a second, OpenBLAS-owned pool would only compete */
+    openblas_set_num_threads(1);
 }
 
 int mq_get_threads(void) { return omp_get_max_threads(); }

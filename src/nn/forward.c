@@ -53,6 +53,7 @@ mq_state *mq_state_new(const mq_model *m, int max_ctx, int max_batch) {
     if (max_batch <= 0) max_batch = 1;
     if (max_batch > max_ctx) max_batch = max_ctx;
     mq_state *s = mq_calloc(1, sizeof *s);
+    openblas_set_num_threads(1); /* the forward pass slices products over OpenMP threads itself */
     s->max_ctx = max_ctx;
     s->max_batch = max_batch;
     s->nthreads = omp_get_max_threads();
@@ -85,14 +86,30 @@ void mq_state_free(mq_state *s) {
 
 /* ================================================================= ops */
 
-/* out(B, O) = inp(B, K) @ w(O, K)^T (+ bias(O)) */
+/* out(B, O) = inp(B, K) @ w(O, K)^T (+ bias(O)).
+ * One thread pool: OpenMP threads each multiply a slice of the output
+ * features with single-threaded OpenBLAS (mq_set_threads keeps OpenBLAS at
+ * one thread), so no second pool competes for the cores. */
 static void matmul_fwd(float *out, const float *inp, const float *w, const float *bias,
                        int B, int K, int O) {
-    if (B == 1)
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, O, K, 1.0f, w, K, inp, 1, 0.0f, out, 1);
-    else
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, O, K, 1.0f, inp, K, w, K, 0.0f,
-                    out, O);
+    int T = omp_get_max_threads();
+    if ((size_t)O * K < ((size_t)1 << 16) || O < 64) T = 1;
+#pragma omp parallel num_threads(T)
+    {
+        int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        /* slices of whole 16-row blocks */
+        int blocks = (O + 15) / 16;
+        int o0 = (int)((int64_t)blocks * t / nt) * 16, o1 = (int)((int64_t)blocks * (t + 1) / nt) * 16;
+        if (o1 > O) o1 = O;
+        if (o1 > o0) {
+            if (B == 1)
+                cblas_sgemv(CblasRowMajor, CblasNoTrans, o1 - o0, K, 1.0f, w + (size_t)o0 * K, K, inp, 1, 0.0f,
+                            out + o0, 1);
+            else
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, o1 - o0, K, 1.0f, inp, K,
+                            w + (size_t)o0 * K, K, 0.0f, out + o0, O);
+        }
+    }
     if (bias)
         for (int b = 0; b < B; b++)
             for (int o = 0; o < O; o++) out[(size_t)b * O + o] += bias[o];

@@ -7,6 +7,7 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <omp.h>
 #include <string.h>
 
 /* LAPACK (Fortran ABI), provided by OpenBLAS */
@@ -44,6 +45,8 @@ mq_status mq_gptq_run(float *W, int rows, int cols, const mq_hessian *H, const m
     int group = o->group > 0 ? o->group : cols, bs = o->block > 0 ? o->block : 128;
     if (cols % group) return mq_fail(MQ_ERR_ARG, "gptq: %d columns are not a multiple of group %d", cols, group);
     size_t K = (size_t)cols;
+    /* the Cholesky factorisations and block updates are OpenBLAS's to thread */
+    openblas_set_num_threads(omp_get_max_threads());
     double *h = mq_malloc(K * K * sizeof(double));
     /* full symmetric H * 2/N from the upper triangle */
     double sc = 2.0 / (double)H->n;
@@ -72,6 +75,7 @@ mq_status mq_gptq_run(float *W, int rows, int cols, const mq_hessian *H, const m
     }
     if (info != 0) {
         free(h);
+        openblas_set_num_threads(1);
         return mq_fail(MQ_ERR_NUMERIC, "gptq: the Hessian is not positive definite (LAPACK info %d); "
                        "increase dampening or calibration data", info);
     }
@@ -105,5 +109,6 @@ mq_status mq_gptq_run(float *W, int rows, int cols, const mq_hessian *H, const m
     free(E);
     free(resid);
     free(U);
+    openblas_set_num_threads(1);
     return MQ_OK;
 }
