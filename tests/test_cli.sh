@@ -79,6 +79,30 @@ if [ -d "$data/stories260K" ]; then
     || bad "eval json fields: $js"
   expect_error 1 "fewer than one chunk" -- "$bin" eval "$m" --tokenizer "$t" --ppl tests/fixtures/hf_ok/config.json --ctx 512
   expect_error 1 "cannot open" -- "$bin" eval "$m" --tokenizer "$t" --ppl /nonexistent.txt
+  # quantize -> checkpoint -> eval/run at plans; a killed quantize leaves nothing under the final name
+  q=/tmp/mq_cli_q.$$; rm -rf "$q" "$q".tmp.*
+  "$bin" quantize "$m" --tokenizer "$t" -o "$q" --method minmax 2>/dev/null && [ -f "$q/model.safetensors" ] \
+    && [ -f "$q/tokenizer.bin" ] && ok || bad "quantize minmax stories260K"
+  out=$("$bin" eval "$q" --bits 8,4,2x --base "$m" --ppl "$data/tinystories/tinystories_validation_head.txt" \
+        --ctx 128 --chunks 4 --json -q 2>&1)
+  [ "$(printf '%s\n' "$out" | grep -c '^{')" -eq 3 ] && printf '%s' "$out" | grep -q '"bits":"2x","eff_bits":2.0' \
+    && printf '%s' "$out" | grep -q '"kl":' && ok || bad "eval --bits rows: $out"
+  "$bin" run "$q" --bits "0-1:2,2-4:8" -n 8 --temp 0 >/dev/null 2>&1 && ok || bad "run a checkpoint at a per-layer plan"
+  expect_error 2 "bit plan '9'" -- "$bin" eval "$q" --bits 9 --ppl "$data/tinystories/tinystories_validation_head.txt"
+  expect_error 1 "names layer 7 but the model has 5 layers" -- "$bin" run "$q" --bits 0-7:4 -n 1
+  expect_error 1 "applies to matquant checkpoints" -- "$bin" eval "$m" --tokenizer "$t" --bits 4 \
+    --ppl "$data/tinystories/tinystories_validation_head.txt"
+  "$bin" inspect "$q" | grep -q "matquant.method *minmax" && ok || bad "inspect shows checkpoint metadata"
+  rm -rf "$q"
+  "$bin" quantize "$m" --tokenizer "$t" -o "$q" --method gptq --calib-samples 512 --calib-len 256 \
+    --calib "$data/tinystories/tinystories_validation_head.txt" >/dev/null 2>&1 &
+  pid=$!; sleep 1.5; kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null
+  [ ! -e "$q" ] && ok || bad "a killed quantize left $q behind"
+  rm -rf "$q" "$q".tmp.*
+  expect_error 2 "--method must be minmax or gptq" -- "$bin" quantize "$m" -o "$q" --method awq
+  expect_error 2 "--lambda needs 3 numbers" -- "$bin" quantize "$m" -o "$q" --lambda 1,2
+  expect_error 2 "outside 1..8" -- "$bin" quantize "$m" -o "$q" --train-bits 8,9
+  expect_error 1 "not a matquant checkpoint; refusing" -- "$bin" quantize "$m" --tokenizer "$t" -o tests/fixtures/hf_ok --method minmax
 else
   echo "SKIP: $data/stories260K not found; stories260K CLI tests skipped"
 fi

@@ -129,6 +129,10 @@ int cmd_quantize(int argc, char **argv) {
         calib = default_calib;
     }
     o.calib_path = calib;
+    if (mq_checkpoint_can_write(out)) { /* before any long work */
+        cli_error("quantize", "%s", mq_last_error());
+        return 1;
+    }
     mq_set_threads(threads);
     mq_model *m = tool_load_model("quantize", pos[0], tokenizer, NULL, !strcmp(method, "gptq"));
     if (!m) return 1;

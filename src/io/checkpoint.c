@@ -123,9 +123,7 @@ static void join_floats(char *buf, size_t cap, const float *v, int n) {
     for (int i = 0; i < n && k < cap; i++) k += (size_t)snprintf(buf + k, cap - k, "%s%g", i ? "," : "", v[i]);
 }
 
-mq_status mq_checkpoint_write(const char *dir, const mq_model *m, const mq_qlinear *q, int n,
-                              const mq_qmeta *meta) {
-    const mq_config *c = &m->cfg;
+mq_status mq_checkpoint_can_write(const char *dir) {
     if (mq_file_exists(dir))
         return mq_fail(MQ_ERR_IO, "%s: exists and is a file; give a directory name for the checkpoint", dir);
     if (mq_is_dir(dir) && !mq_checkpoint_detect(dir)) {
@@ -137,6 +135,14 @@ mq_status mq_checkpoint_write(const char *dir, const mq_model *m, const mq_qline
         if (entries)
             return mq_fail(MQ_ERR_IO, "%s: exists and is not a matquant checkpoint; refusing to replace it", dir);
     }
+    return MQ_OK;
+}
+
+mq_status mq_checkpoint_write(const char *dir, const mq_model *m, const mq_qlinear *q, int n,
+                              const mq_qmeta *meta) {
+    const mq_config *c = &m->cfg;
+    mq_status cst = mq_checkpoint_can_write(dir);
+    if (cst) return cst;
     size_t plen = strlen(dir) + 32;
     char *tmp = mq_malloc(plen), *old = mq_malloc(plen);
     snprintf(tmp, plen, "%s.tmp.%ld", dir, (long)getpid());

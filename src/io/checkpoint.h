@@ -60,6 +60,10 @@ bool mq_scope_has(const char *scope, mq_lin_kind kind);
 mq_status mq_checkpoint_write(const char *dir, const mq_model *m, const mq_qlinear *q, int n,
                               const mq_qmeta *meta);
 
+/* Can `dir` receive a checkpoint (absent, empty, or an older matquant
+ * checkpoint that will be replaced)? Callers check before long work. */
+mq_status mq_checkpoint_can_write(const char *dir);
+
 /* Read the quantized linears and metadata of a checkpoint directory
  * (validating shapes, groups, dtypes). *q is malloc'ed (mq_qlinears_free). */
 mq_status mq_checkpoint_read(const char *dir, mq_qlinear **q, int *n, mq_qmeta *meta);
