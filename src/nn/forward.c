@@ -17,6 +17,8 @@
 #include <omp.h>
 #include <string.h>
 
+#define ATT_TILE 64 /* queries per attention work item */
+
 struct mq_state {
     int max_ctx, max_batch, nthreads;
     size_t kv_dim;
@@ -31,7 +33,7 @@ struct mq_state {
     float *att;      /* (B, H*D) attention output before o_proj */
     float *hb;       /* (B, F) gate */
     float *hb2;      /* (B, F) up */
-    float *scores;   /* (nthreads, max_ctx) */
+    float *scores;   /* (nthreads, ATT_TILE, max_ctx) */
     mq_tap_fn tap;   /* activation observer (calibration) or NULL */
     void *tap_user;
 };
@@ -72,7 +74,7 @@ mq_state *mq_state_new(const mq_model *m, int max_ctx, int max_batch) {
     s->att = mq_aligned_alloc(B * QD * sizeof(float));
     s->hb = mq_aligned_alloc(B * F * sizeof(float));
     s->hb2 = mq_aligned_alloc(B * F * sizeof(float));
-    s->scores = mq_aligned_alloc((size_t)s->nthreads * (size_t)max_ctx * sizeof(float));
+    s->scores = mq_aligned_alloc((size_t)s->nthreads * ATT_TILE * (size_t)max_ctx * sizeof(float));
     return s;
 }
 
@@ -167,44 +169,55 @@ static void softcap_fwd(float *x, size_t n, float cap) {
     for (size_t i = 0; i < n; i++) x[i] = tanhf(x[i] / cap) * cap;
 }
 
-/* Causal attention of B queries at positions pos0.. over the layer's cache. */
+/* Causal attention of B queries at positions pos0.. over the layer's cache.
+ * Work items are (head, tile of up to ATT_TILE queries); each computes
+ * S = scale * Q_tile K^T and O_tile = softmax(S) V with OpenBLAS over the
+ * keys the tile can see, masking per row (causality, sliding window). */
 static void attention_fwd(mq_state *s, const mq_config *c, int layer, int B, int pos0) {
     int H = c->n_heads, D = c->head_dim, group = c->n_heads / c->n_kv_heads;
     size_t QD = (size_t)H * D, KD = s->kv_dim;
     const float *kc = s->k_cache + (size_t)layer * s->max_ctx * KD;
     const float *vc = s->v_cache + (size_t)layer * s->max_ctx * KD;
     bool windowed = c->sliding_window > 0 && (!c->sliding_even_only || layer % 2 == 0);
+    int W = c->sliding_window, tiles = (B + ATT_TILE - 1) / ATT_TILE;
 #pragma omp parallel for collapse(2) num_threads(s->nthreads) schedule(dynamic, 1)
-    for (int b = 0; b < B; b++) {
-        for (int h = 0; h < H; h++) {
-            int p = pos0 + b;
-            int start = windowed && p - c->sliding_window + 1 > 0 ? p - c->sliding_window + 1 : 0;
-            const float *q = s->q + (size_t)b * QD + (size_t)h * D;
+    for (int h = 0; h < H; h++) {
+        for (int t = 0; t < tiles; t++) {
+            int b0 = t * ATT_TILE, b1 = b0 + ATT_TILE < B ? b0 + ATT_TILE : B, nb = b1 - b0;
+            int jlo = windowed && pos0 + b0 - W + 1 > 0 ? pos0 + b0 - W + 1 : 0, jhi = pos0 + b1;
+            int nj = jhi - jlo;
             size_t koff = (size_t)(h / group) * D;
-            float *sc = s->scores + (size_t)omp_get_thread_num() * s->max_ctx;
-            float mx = -INFINITY;
-            for (int j = start; j <= p; j++) {
-                const float *k = kc + (size_t)j * KD + koff;
-                float d = 0.0f;
-                for (int i = 0; i < D; i++) d += q[i] * k[i];
-                d *= c->query_scale;
-                if (c->attn_softcap > 0) d = tanhf(d / c->attn_softcap) * c->attn_softcap;
-                sc[j] = d;
-                if (d > mx) mx = d;
+            float *S = s->scores + (size_t)omp_get_thread_num() * ATT_TILE * s->max_ctx; /* (nb, nj) */
+            const float *q = s->q + (size_t)b0 * QD + (size_t)h * D;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, nj, D, c->query_scale, q, (int)QD,
+                        kc + (size_t)jlo * KD + koff, (int)KD, 0.0f, S, nj);
+            for (int i = 0; i < nb; i++) {
+                float *row = S + (size_t)i * nj;
+                int p = pos0 + b0 + i;
+                int start = windowed && p - W + 1 > jlo ? p - W + 1 : jlo;
+                float mx = -INFINITY;
+                for (int j = jlo; j < jhi; j++) {
+                    float d = row[j - jlo];
+                    if (j < start || j > p) {
+                        row[j - jlo] = -INFINITY;
+                        continue;
+                    }
+                    if (c->attn_softcap > 0) d = tanhf(d / c->attn_softcap) * c->attn_softcap;
+                    row[j - jlo] = d;
+                    if (d > mx) mx = d;
+                }
+                float sum = 0.0f;
+                for (int j = 0; j < nj; j++) {
+                    float e = row[j] == -INFINITY ? 0.0f : expf(row[j] - mx);
+                    row[j] = e;
+                    sum += e;
+                }
+                float inv = 1.0f / sum;
+                for (int j = 0; j < nj; j++) row[j] *= inv;
             }
-            float sum = 0.0f;
-            for (int j = start; j <= p; j++) {
-                sc[j] = expf(sc[j] - mx);
-                sum += sc[j];
-            }
-            float inv = 1.0f / sum;
-            float *o = s->att + (size_t)b * QD + (size_t)h * D;
-            memset(o, 0, (size_t)D * sizeof(float));
-            for (int j = start; j <= p; j++) {
-                const float *v = vc + (size_t)j * KD + koff;
-                float w = sc[j] * inv;
-                for (int i = 0; i < D; i++) o[i] += w * v[i];
-            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nb, D, nj, 1.0f, S, nj,
+                        vc + (size_t)jlo * KD + koff, (int)KD, 0.0f, s->att + (size_t)b0 * QD + (size_t)h * D,
+                        (int)QD);
         }
     }
 }
