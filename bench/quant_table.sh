@@ -12,6 +12,9 @@
 # eval go to $OUT/<model>.jsonl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# a quality table, not a speed benchmark: threads sleep instead of spinning at
+# barriers, which keeps the run fast when the machine is shared
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 which=${1:-stories260K}
 data=${MQ_SHARED_DATA:-../shared/data}
 bin=${BIN:-build/matquant}

@@ -46,7 +46,7 @@ static void on_column(void *user, int col, const float *w, size_t ld, int rows, 
     int ng = x->q->cols / x->q->group, g = col / x->q->group;
     (void)ng;
     (void)g;
-#pragma omp parallel for if (rows >= 256)
+    /* serial: a column is ~1 MFLOP, less than a parallel region's barrier costs on a busy machine */
     for (int r = 0; r < rows; r++) {
         float v = w[(size_t)r * ld];
         const float *tab = x->table + (size_t)r * o->n_train * 256;
