@@ -4,6 +4,8 @@
  * equal the spec's dequantization), write again from the reloaded model and
  * get the same codes; corrupt checkpoints give errors naming the problem;
  * quantize's scope/group handling.
+ * Covers io/checkpoint.c, quant/qmodel.c, train/quantize.c (minmax), and
+ * nn/config_json.c (config.json written, then read back by nn/load_hf.c).
  */
 #include "check.h"
 #include "io/checkpoint.h"

@@ -3,6 +3,7 @@
 # (exit 2), bad model files (one clear error line, exit 1, no crash), and the
 # stories260K acceptance run (greedy story of ../shared/data/SOURCES.md).
 # Ends with "N passed, N failed"; the exit code is the verdict.
+# Covers tools/*.c and core/threads.c (--threads) end to end.
 set -u
 bin=${MQ_BIN:-build/matquant}
 data=${MQ_SHARED_DATA:-../shared/data}

@@ -15,6 +15,8 @@
  *
  * Not here: the real SmolLM2 model (test_smollm2.c), stories260K
  * (test_llama2c.c), bad files (test_cli.sh fixtures).
+ * Covers nn/load_hf.c (config.json, safetensors sets), nn/load_gguf.c,
+ * nn/model.c and nn/forward.c.
  */
 #include "check.h"
 #include "nn/model.h"

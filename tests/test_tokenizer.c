@@ -12,6 +12,7 @@
  *  - tokenizer.json written back by mq_tokenizer_save_json encodes the same;
  *  - UTF-8 streaming of split multi-byte characters;
  *  - bad files (tests/fixtures/tokenizer_*) give errors naming the file.
+ * Covers text/tokenizer.c, text/tok_load.c and text/tok_save_spm.c.
  */
 #include "check.h"
 #include "text/tokenizer.h"
