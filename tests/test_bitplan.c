@@ -36,7 +36,8 @@ int main(void) {
     bad_plan("8x", 3, "expected a width");
     bad_plan("0", 3, "expected a width");
     bad_plan("four", 3, "expected a width");
-    bad_plan("0-5:2,4-9:4", 10, "layer 4 is given twice");
+    bad_plan("0-5:2,4-9:4", 10, "layers 4-5 are given twice ('0-5:2' and '4-9:4')");
+    bad_plan("0-5:2,5-9:4", 10, "layer 5 is given twice");
     bad_plan("0-3:2,5-9:4", 10, "layer 4 has no width");
     bad_plan("0-3:2", 10, "layers 4-9 have no width");
     bad_plan("0-12:2", 10, "names layer 12 but the model has 10 layers");
@@ -54,7 +55,7 @@ int main(void) {
     f = fopen(path, "w");
     fputs("{\"layers\": {\"0-1\": 2}}", f);
     fclose(f);
-    bad_plan(path, 4, "layer 2 has no width and there is no \"default\"");
+    bad_plan(path, 4, "layers 2-3 have no width and there is no \"default\"");
     f = fopen(path, "w");
     fputs("{\"default\": 3, \"layers\": {\"0-1\": 2, \"1\": 4}}", f);
     fclose(f);
