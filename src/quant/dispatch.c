@@ -1,0 +1,157 @@
+/*
+ * dispatch.c — choosing the kernel variant at run time
+ * (__builtin_cpu_supports; MQ_KERNELS=scalar|avx2|avx512 forces one,
+ * MQ_KERNELS=float turns the packed path off), the int8 activation
+ * quantization shared by all variants, and the threaded product.
+ *
+ * Not here: the kernels themselves (kern_scalar.c, kern_avx2.c,
+ * kern_avx512.c). Activation quantization is scalar and shared on purpose:
+ * it is O(B*K) against the product's O(B*K*O), and one definition keeps the
+ * integer inputs of every variant identical.
+ */
+#include "quant/kern.h"
+
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+/* -------------------------------------------------------- activations */
+
+mq_kact *mq_kact_new(int max_b, int max_cols) {
+    MQ_ASSERT(max_b > 0 && max_cols > 0);
+    mq_kact *a = mq_calloc(1, sizeof *a);
+    a->cap_b = max_b;
+    a->cap_kp = (max_cols + MQ_PACK_CHUNK - 1) / MQ_PACK_CHUNK * MQ_PACK_CHUNK;
+    size_t n = (size_t)max_b * (size_t)a->cap_kp, nb = n / MQ_PACK_BLOCK;
+    a->q = mq_aligned_alloc(n);
+    a->d = mq_aligned_alloc(nb * sizeof(float));
+    a->dvec = mq_aligned_alloc(n / 4 * sizeof(float));
+    a->bsum = mq_aligned_alloc(nb * sizeof(float));
+    a->gsum = mq_aligned_alloc(nb * sizeof(float));
+    return a;
+}
+
+void mq_kact_free(mq_kact *a) {
+    if (!a) return;
+    free(a->q); free(a->d); free(a->dvec); free(a->bsum); free(a->gsum);
+    free(a);
+}
+
+void mq_kact_quantize(mq_kact *a, const float *x, int B, int cols) {
+    int kp = (cols + MQ_PACK_CHUNK - 1) / MQ_PACK_CHUNK * MQ_PACK_CHUNK;
+    MQ_ASSERT(B > 0 && B <= a->cap_b && kp <= a->cap_kp);
+    a->B = B;
+    a->cols = cols;
+    a->kp = kp;
+    a->gsum_group = 0;
+    int nb = kp / MQ_PACK_BLOCK;
+#pragma omp parallel for if ((size_t)B * cols > 65536)
+    for (int t = 0; t < B; t++) {
+        const float *xr = x + (size_t)t * cols;
+        int8_t *q = a->q + (size_t)t * kp;
+        float *d = a->d + (size_t)t * nb, *bs = a->bsum + (size_t)t * nb;
+        for (int k = 0; k < nb; k++) {
+            int j0 = k * MQ_PACK_BLOCK, j1 = j0 + MQ_PACK_BLOCK < cols ? j0 + MQ_PACK_BLOCK : cols;
+            float amax = 0.0f;
+            for (int j = j0; j < j1; j++) amax = fmaxf(amax, fabsf(xr[j]));
+            float dk = amax / 127.0f, inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+            int32_t sum = 0;
+            for (int j = j0; j < j0 + MQ_PACK_BLOCK; j++) {
+                int v = 0;
+                if (j < j1) {
+                    v = (int)nearbyintf(xr[j] * inv);
+                    v = v > 127 ? 127 : v < -127 ? -127 : v;
+                }
+                q[j] = (int8_t)v;
+                sum += v;
+            }
+            d[k] = dk;
+            bs[k] = dk * (float)sum;
+        }
+        float *dv = a->dvec + (size_t)t * (kp / 4);
+        for (int c = 0; c < kp / MQ_PACK_CHUNK; c++)
+            for (int l = 0; l < 16; l++) dv[c * 16 + l] = d[2 * c + l / 8];
+    }
+}
+
+void mq_kact_group_sums(mq_kact *a, const mq_packed *p) {
+    MQ_ASSERT(p->cols == a->cols);
+    int nb = a->kp / MQ_PACK_BLOCK;
+    for (int t = 0; t < a->B; t++) {
+        float *G = a->gsum + (size_t)t * nb;
+        const float *bs = a->bsum + (size_t)t * nb;
+        for (int g = 0; g < p->ngroups; g++) G[g] = 0.0f;
+        for (int k = 0; k < nb; k++) G[mq_kern_group_of(p, k)] += bs[k];
+    }
+    a->gsum_group = p->group;
+}
+
+/* ----------------------------------------------------------- dispatch */
+
+static bool cpu_has(const char *name) {
+    __builtin_cpu_init();
+    if (!strcmp(name, "scalar")) return true;
+    if (!strcmp(name, "avx2")) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (!strcmp(name, "avx512"))
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+               __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+    return false;
+}
+
+const mq_kern_ops *mq_kern_find(const char *name) {
+    if (!name || !cpu_has(name)) return NULL;
+    if (!strcmp(name, "scalar")) return &mq_kern_scalar_ops;
+    if (!strcmp(name, "avx2")) return &mq_kern_avx2_ops;
+    if (!strcmp(name, "avx512")) return &mq_kern_avx512_ops;
+    return NULL;
+}
+
+static const mq_kern_ops *choose(void) {
+    const char *env = getenv("MQ_KERNELS");
+    if (env && *env && strcmp(env, "float") != 0) {
+        const mq_kern_ops *k = mq_kern_find(env);
+        if (k) return k;
+        fprintf(stderr, "matquant: MQ_KERNELS=%s is not a kernel variant this CPU runs "
+                "(scalar, avx2, avx512, float); using the best available\n", env);
+    }
+    const char *order[] = {"avx512", "avx2", "scalar"};
+    for (int i = 0; i < 3; i++)
+        if (cpu_has(order[i])) return mq_kern_find(order[i]);
+    return &mq_kern_scalar_ops;
+}
+
+const mq_kern_ops *mq_kern_active(void) {
+    static const mq_kern_ops *active;
+    const mq_kern_ops *k = __atomic_load_n(&active, __ATOMIC_ACQUIRE);
+    if (!k) {
+        k = choose();
+        __atomic_store_n(&active, k, __ATOMIC_RELEASE);
+    }
+    return k;
+}
+
+bool mq_kern_float_forced(void) {
+    const char *env = getenv("MQ_KERNELS");
+    return env && !strcmp(env, "float");
+}
+
+/* ------------------------------------------------------------ product */
+
+void mq_kern_matmul(const mq_packed *p, const float *x, int B, float *y, mq_kact *a) {
+    const mq_kern_ops *k = mq_kern_active();
+    mq_kact_quantize(a, x, B, p->cols);
+    mq_kact_group_sums(a, p);
+    int O = p->rows, T = omp_get_max_threads();
+    if ((size_t)O * p->cols < ((size_t)1 << 15) || O < 32) T = 1;
+#pragma omp parallel num_threads(T)
+    {
+        int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        int blocks = (O + 15) / 16;
+        int o0 = (int)((int64_t)blocks * t / nt) * 16, o1 = (int)((int64_t)blocks * (t + 1) / nt) * 16;
+        if (o1 > O) o1 = O;
+        if (o1 > o0) {
+            if (B == 1) k->gemv(p, o0, o1, a, y);
+            else k->gemm(p, o0, o1, a, y, O);
+        }
+    }
+}

@@ -1,0 +1,88 @@
+/*
+ * kern.h — integer kernels for packed low-bit linears (pack.h): int8
+ * activations, the trait table every ISA variant fills, runtime dispatch and
+ * the threaded product the forward pass calls.
+ *
+ * Activations: each token's input row x (cols) is cut into blocks of 32
+ * (the last one padded with zeros to kp) and quantized symmetrically,
+ *   d_k = max|x| / 127 over block k,  xq_j = clamp(round(x_j / d_k), -127, 127)
+ * (d_k = 0 and xq = 0 for an all-zero block). With w = s_g * q_j + b_g for the
+ * weights of group g, one output is, writing xhat_j = d_k * xq_j,
+ *   y = sum_k s_g(k) * d_k * I_k  +  sum_g b_g * G_g
+ *   I_k = sum_{j in block k} q_j * xq_j      (integers; overflow weights add xq_j)
+ *   G_g = sum_{k in g} d_k * sum_{j in k} xq_j
+ * i.e. y is exactly sum_j w_j * xhat_j up to fp32 rounding. The integer
+ * dot products I_k are bit-exact across variants (tests/test_kern.c); the
+ * float combination differs only in rounding order. docs/kernels.md proves
+ * that no integer accumulator overflows.
+ *
+ * Not here: building layouts (pack.c); the fp32 path (nn/forward.c).
+ */
+#ifndef MQ_KERN_H
+#define MQ_KERN_H
+
+#include "quant/pack.h"
+
+/* Quantized activations of up to cap_b tokens of up to cap_cols inputs.
+ * Planned once (mq_kact_new), reused for every product: nothing is
+ * allocated per token. */
+typedef struct mq_kact {
+    int cap_b, cap_kp;
+    int B, cols, kp;   /* current batch and row length (kp = cols padded to 64) */
+    int8_t *q;         /* (B, kp) xq, zero past cols */
+    float *d;          /* (B, kp/32) block scales d_k */
+    float *dvec;       /* (B, kp/64, 16) lanes 0-7 = d_2c, lanes 8-15 = d_2c+1 */
+    float *bsum;       /* (B, kp/32) d_k * sum of xq in block k */
+    float *gsum;       /* (B, kp/32) G_g of the matrix last given to mq_kact_group_sums */
+    int gsum_group;    /* the group size gsum was computed for (0 = none) */
+} mq_kact;
+
+/* Activation scratch for max_b tokens of at most max_cols inputs. */
+mq_kact *mq_kact_new(int max_b, int max_cols);
+void mq_kact_free(mq_kact *a);
+/* Quantize x (B, cols) into a (B <= cap_b, cols <= capacity, asserted). */
+void mq_kact_quantize(mq_kact *a, const float *x, int B, int cols);
+/* Fill a->gsum with G_g for p's groups (p->cols == a->cols, asserted). */
+void mq_kact_group_sums(mq_kact *a, const mq_packed *p);
+
+/* The block of group g that activation block k belongs to. */
+static inline int mq_kern_group_of(const mq_packed *p, int k) {
+    int g = (int)((int64_t)k * MQ_PACK_BLOCK / p->group);
+    return g < p->ngroups ? g : p->ngroups - 1;
+}
+
+/* One ISA's kernels. Rows o0..o1-1 of p; a quantized (and group sums
+ * computed for p). All three include the bias term and the overflow list.
+ *  dots: out (o1-o0, kp/32) = the integer dot products I_k of token t.
+ *  gemv: y[o] for o in o0..o1-1 from token 0 (decode, B = 1).
+ *  gemm: y[t*ldy + o] for every token t < a->B (prompt), weights unpacked
+ *        once per tile of tokens. */
+typedef struct {
+    const char *name;
+    void (*dots)(const mq_packed *p, int o0, int o1, const mq_kact *a, int t, int32_t *out);
+    void (*gemv)(const mq_packed *p, int o0, int o1, const mq_kact *a, float *y);
+    void (*gemm)(const mq_packed *p, int o0, int o1, const mq_kact *a, float *y, int ldy);
+} mq_kern_ops;
+
+extern const mq_kern_ops mq_kern_scalar_ops;
+extern const mq_kern_ops mq_kern_avx2_ops;
+extern const mq_kern_ops mq_kern_avx512_ops;
+
+/* The variant named "scalar", "avx2" or "avx512" if this CPU runs it, else
+ * NULL (unknown name or missing ISA). */
+const mq_kern_ops *mq_kern_find(const char *name);
+/* The variant in use: MQ_KERNELS when set to a variant name (one the CPU
+ * lacks or an unknown name falls back to the best, with a warning on stderr
+ * once), else the best the CPU supports. Chosen once per process. */
+const mq_kern_ops *mq_kern_active(void);
+/* MQ_KERNELS=float: packed kernels off, linears served as dequantized fp32
+ * (the accuracy reference). */
+bool mq_kern_float_forced(void);
+
+/* y (B, p->rows) = x (B, p->cols) times the packed matrix, on the OpenMP
+ * threads (rows in slices of 16, so no two threads write one cache line of y
+ * when p->rows is a multiple of 16), with the active variant. a: scratch
+ * with room for B tokens of p->cols. */
+void mq_kern_matmul(const mq_packed *p, const float *x, int B, float *y, mq_kact *a);
+
+#endif

@@ -1,0 +1,231 @@
+/*
+ * kern_avx2.c — AVX2 kernels for the packed layouts (pack.h): unsigned codes
+ * times int8 activations with vpmaddubsw + vpmaddwd, 32 weights (one
+ * activation block) per step. Compiled with -mavx2 -mfma (Makefile per-file
+ * flags) and only called when dispatch.c found AVX2 and FMA.
+ *
+ * Not here: the reference semantics (kern_scalar.c, kern.h).
+ *
+ * A 64-weight chunk unpacks into two ymm halves (weights 0-31, 32-63), byte i
+ * of a half multiplying activation byte i of the same block:
+ *   P2: the 16 plane bytes broadcast to both 128-bit lanes, qwords shifted
+ *       by (0,0,2,2) for the low half and (4,4,6,6) for the high one, & 3
+ *   P4: the 32 plane bytes, & 15 (low half) and >> 4 & 15 (high half)
+ *   P1: 32 mask bits spread to bytes (vpshufb of the broadcast word,
+ *       test against 1,2,4,..,128, compare)
+ * Overflow: vpmaddubsw adds two u8*s8 products into a saturating int16, so a
+ * pair must stay within 32767: for r <= 7 codes are <= 127 and
+ * 2 * 127 * 127 = 32258 fits; 8-bit codes are split into nibbles
+ * (q = lo + 16*hi, each pair <= 2 * 15 * 127), recombined by vpmaddwd with
+ * weights 1 and 16. Each block's int32 lanes (8 pairs of pairs,
+ * <= 4 * 255 * 127) are converted to fp32 at once (docs/kernels.md).
+ */
+#include "quant/kern.h"
+
+#include <immintrin.h>
+#include <string.h>
+
+#define INLINE static inline __attribute__((always_inline))
+
+typedef struct {
+    __m256i lo, hi;
+} half2;
+
+INLINE half2 p2(const uint8_t *src) {
+    __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)src));
+    __m256i m = _mm256_set1_epi8(3);
+    half2 h = {_mm256_and_si256(_mm256_srlv_epi64(v, _mm256_set_epi64x(2, 2, 0, 0)), m),
+               _mm256_and_si256(_mm256_srlv_epi64(v, _mm256_set_epi64x(6, 6, 4, 4)), m)};
+    return h;
+}
+INLINE half2 p4(const uint8_t *src) {
+    __m256i v = _mm256_loadu_si256((const __m256i *)src), m = _mm256_set1_epi8(15);
+    half2 h = {_mm256_and_si256(v, m), _mm256_and_si256(_mm256_srli_epi16(v, 4), m)};
+    return h;
+}
+INLINE __m256i bits_to_bytes(uint32_t m, int value) {
+    const __m256i idx = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0);
+    const __m256i sel = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
+    __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)m), idx);
+    v = _mm256_cmpeq_epi8(_mm256_and_si256(v, sel), sel);
+    return _mm256_and_si256(v, _mm256_set1_epi8((char)value));
+}
+INLINE half2 p1(const uint8_t *src, int value) {
+    uint32_t lo, hi;
+    memcpy(&lo, src, 4);
+    memcpy(&hi, src + 4, 4);
+    half2 h = {bits_to_bytes(lo, value), bits_to_bytes(hi, value)};
+    return h;
+}
+
+INLINE half2 unpack(const uint8_t *src, const int r) {
+    half2 h, e;
+    switch (r) {
+    case 8:
+        h.lo = _mm256_loadu_si256((const __m256i *)src);
+        h.hi = _mm256_loadu_si256((const __m256i *)(src + 32));
+        return h;
+    case 4: return p4(src);
+    case 2: return p2(src);
+    case 3:
+        h = p2(src);
+        e = p1(src + 16, 4);
+        h.lo = _mm256_or_si256(h.lo, e.lo);
+        h.hi = _mm256_or_si256(h.hi, e.hi);
+        return h;
+    default: /* 6 */
+        h = p4(src);
+        e = p2(src + 32);
+        h.lo = _mm256_or_si256(h.lo, _mm256_slli_epi16(e.lo, 4));
+        h.hi = _mm256_or_si256(h.hi, _mm256_slli_epi16(e.hi, 4));
+        return h;
+    }
+}
+
+/* Eight int32 partial sums of one 32-weight block: codes w (u8) times x. */
+INLINE __m256i block_dot(__m256i w, const int8_t *xp, const int r) {
+    __m256i x = _mm256_loadu_si256((const __m256i *)xp);
+    if (r == 8) {
+        __m256i m = _mm256_set1_epi8(15);
+        __m256i lo = _mm256_maddubs_epi16(_mm256_and_si256(w, m), x);
+        __m256i hi = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(w, 4), m), x);
+        return _mm256_add_epi32(_mm256_madd_epi16(lo, _mm256_set1_epi16(1)),
+                                _mm256_madd_epi16(hi, _mm256_set1_epi16(16)));
+    }
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), _mm256_set1_epi16(1));
+}
+
+INLINE int32_t hsum_i32(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+    return _mm_cvtsi128_si32(s);
+}
+INLINE float hsum_f32(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* sum_g b_g * G_g + the overflow weights of row o, for token t. */
+static float row_tail(const mq_packed *p, int o, const mq_kact *a, int t) {
+    int nb = a->kp / MQ_PACK_BLOCK, ng = p->ngroups;
+    const float *b = p->bias + (size_t)o * ng, *G = a->gsum + (size_t)t * nb;
+    __m256 acc = _mm256_setzero_ps();
+    int g = 0;
+    for (; g + 8 <= ng; g += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(b + g), _mm256_loadu_ps(G + g), acc);
+    float y = hsum_f32(acc);
+    for (; g < ng; g++) y += b[g] * G[g];
+    if (p->extra) {
+        const float *s = p->scale + (size_t)o * ng, *d = a->d + (size_t)t * nb;
+        const int8_t *x = a->q + (size_t)t * a->kp;
+        for (uint32_t n = p->over_ptr[o]; n < p->over_ptr[o + 1]; n++) {
+            uint32_t j = p->over_col[n];
+            int k = (int)(j / MQ_PACK_BLOCK);
+            y += s[mq_kern_group_of(p, k)] * d[k] * (float)x[j];
+        }
+    }
+    return y;
+}
+
+/* ----------------------------------------------------------- integers */
+
+INLINE void dots_r(const mq_packed *p, int o0, int o1, const mq_kact *a, int t, int32_t *out, const int r) {
+    int nc = p->kp / MQ_PACK_CHUNK, nb = 2 * nc;
+    const int8_t *x = a->q + (size_t)t * a->kp;
+    for (int o = o0; o < o1; o++) {
+        const uint8_t *w = p->data + (size_t)o * p->row_bytes;
+        int32_t *I = out + (size_t)(o - o0) * nb;
+        for (int c = 0; c < nc; c++) {
+            half2 W = unpack(w + (size_t)c * 8 * r, r);
+            I[2 * c] = hsum_i32(block_dot(W.lo, x + (size_t)c * MQ_PACK_CHUNK, r));
+            I[2 * c + 1] = hsum_i32(block_dot(W.hi, x + (size_t)c * MQ_PACK_CHUNK + 32, r));
+        }
+        if (p->extra)
+            for (uint32_t n = p->over_ptr[o]; n < p->over_ptr[o + 1]; n++)
+                I[p->over_col[n] / MQ_PACK_BLOCK] += x[p->over_col[n]];
+    }
+}
+
+static void dots_avx2(const mq_packed *p, int o0, int o1, const mq_kact *a, int t, int32_t *out) {
+    switch (p->bits) {
+    case 8: dots_r(p, o0, o1, a, t, out, 8); break;
+    case 6: dots_r(p, o0, o1, a, t, out, 6); break;
+    case 4: dots_r(p, o0, o1, a, t, out, 4); break;
+    case 3: dots_r(p, o0, o1, a, t, out, 3); break;
+    default: dots_r(p, o0, o1, a, t, out, 2); break;
+    }
+}
+
+/* ------------------------------------------------------ gemv and gemm */
+
+#define NT 4 /* tokens per tile */
+
+/* Rows o0..o1-1 for tokens t0..t0+nt-1; each block's multiplier is
+ * d_k * s_g(k) (a broadcast), applied to its eight int32 lanes. */
+INLINE void tile_r(const mq_packed *p, int o0, int o1, const mq_kact *a, int t0, float *y, int ldy, const int r,
+                   const int nt) {
+    int nc = p->kp / MQ_PACK_CHUNK, ng = p->ngroups, kp = a->kp, nb = kp / MQ_PACK_BLOCK;
+    const int8_t *x = a->q + (size_t)t0 * kp;
+    const float *d = a->d + (size_t)t0 * nb;
+    for (int o = o0; o < o1; o++) {
+        const uint8_t *w = p->data + (size_t)o * p->row_bytes;
+        const float *s = p->scale + (size_t)o * ng;
+        __m256 acc[NT];
+        for (int i = 0; i < nt; i++) acc[i] = _mm256_setzero_ps();
+        for (int c = 0; c < nc; c++) {
+            half2 W = unpack(w + (size_t)c * 8 * r, r);
+            float s0 = s[mq_kern_group_of(p, 2 * c)], s1 = s[mq_kern_group_of(p, 2 * c + 1)];
+            for (int i = 0; i < nt; i++) {
+                const int8_t *xi = x + (size_t)i * kp + (size_t)c * MQ_PACK_CHUNK;
+                const float *di = d + (size_t)i * nb + 2 * c;
+                acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(block_dot(W.lo, xi, r)), _mm256_set1_ps(di[0] * s0),
+                                         acc[i]);
+                acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(block_dot(W.hi, xi + 32, r)),
+                                         _mm256_set1_ps(di[1] * s1), acc[i]);
+            }
+        }
+        for (int i = 0; i < nt; i++) y[(size_t)(t0 + i) * ldy + o] = hsum_f32(acc[i]) + row_tail(p, o, a, t0 + i);
+    }
+}
+
+INLINE void gemv_r(const mq_packed *p, int o0, int o1, const mq_kact *a, float *y, const int r) {
+    tile_r(p, o0, o1, a, 0, y, 0, r, 1);
+}
+
+INLINE void gemm_r(const mq_packed *p, int o0, int o1, const mq_kact *a, float *y, int ldy, const int r) {
+    for (int s0 = o0; s0 < o1; s0 += 16) {
+        int s1 = s0 + 16 < o1 ? s0 + 16 : o1;
+        int t = 0;
+        for (; t + NT <= a->B; t += NT) tile_r(p, s0, s1, a, t, y, ldy, r, NT);
+        switch (a->B - t) {
+        case 3: tile_r(p, s0, s1, a, t, y, ldy, r, 3); break;
+        case 2: tile_r(p, s0, s1, a, t, y, ldy, r, 2); break;
+        case 1: tile_r(p, s0, s1, a, t, y, ldy, r, 1); break;
+        default: break;
+        }
+    }
+}
+
+static void gemv_avx2(const mq_packed *p, int o0, int o1, const mq_kact *a, float *y) {
+    switch (p->bits) {
+    case 8: gemv_r(p, o0, o1, a, y, 8); break;
+    case 6: gemv_r(p, o0, o1, a, y, 6); break;
+    case 4: gemv_r(p, o0, o1, a, y, 4); break;
+    case 3: gemv_r(p, o0, o1, a, y, 3); break;
+    default: gemv_r(p, o0, o1, a, y, 2); break;
+    }
+}
+
+static void gemm_avx2(const mq_packed *p, int o0, int o1, const mq_kact *a, float *y, int ldy) {
+    switch (p->bits) {
+    case 8: gemm_r(p, o0, o1, a, y, ldy, 8); break;
+    case 6: gemm_r(p, o0, o1, a, y, ldy, 6); break;
+    case 4: gemm_r(p, o0, o1, a, y, ldy, 4); break;
+    case 3: gemm_r(p, o0, o1, a, y, ldy, 3); break;
+    default: gemm_r(p, o0, o1, a, y, ldy, 2); break;
+    }
+}
+
+const mq_kern_ops mq_kern_avx2_ops = {"avx2", dots_avx2, gemv_avx2, gemm_avx2};

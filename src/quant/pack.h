@@ -1,0 +1,73 @@
+/*
+ * pack.h — packed weight layouts for the integer kernels, built at load time
+ * from a linear's int8 parent codes for one served width r in {8, 6, 4, 3, 2}
+ * (with or without extra precision), per channel or per group of 32..256.
+ *
+ * A row of `cols` codes is padded with code 0 to kp = ceil(cols/64)*64 and cut
+ * into chunks of 64 weights w[0..63]; each chunk is 8*r bytes made of planes
+ * (docs/kernels.md draws them):
+ *   P2 (16 B): byte i = w[i]&3 | (w[i+16]&3)<<2 | (w[i+32]&3)<<4 | (w[i+48]&3)<<6
+ *   P4 (32 B): byte i = w[i]&15 | (w[i+32]&15)<<4
+ *   P1 ( 8 B): bit i of the little-endian 64-bit word = w[i]&1
+ *   r=8: the 64 codes as bytes; r=4: P4; r=2: P2;
+ *   r=3: P2(w) then P1(w>>2); r=6: P4(w) then P2(w>>4).
+ * Each plane expands to the 64 codes in natural order with one broadcast, one
+ * variable shift and one mask (AVX-512), so activations need no reordering.
+ * Extra precision ("rx"): the plane holds min(q_r, 2^r-1) and the weights
+ * whose unclamped slice is 2^r are listed per row (CSR); each adds one more
+ * unit of its activation.
+ * The affine form per row and group: w = scale * q_r + bias with
+ * scale = alpha * 2^(8-r), bias = -alpha * z (mq_ref_row_scale/row_bias).
+ *
+ * Not here: the kernels (quant/kern_*.c), choosing a width (quant/plan).
+ * Widths 1, 5 and 7 have no packed layout (mq_pack_supported says so; the
+ * model falls back to dequantized fp32 for them).
+ */
+#ifndef MQ_PACK_H
+#define MQ_PACK_H
+
+#include "core/core.h"
+
+#define MQ_PACK_CHUNK 64  /* weights per chunk */
+#define MQ_PACK_BLOCK 32  /* activation block (int8 scale per block) */
+
+typedef struct mq_packed {
+    int rows, cols;        /* logical shape (out, in) */
+    int kp;                /* cols padded to a multiple of MQ_PACK_CHUNK */
+    int group;             /* columns per scale group (== cols per channel) */
+    int ngroups;           /* cols / group */
+    int bits;              /* 8, 6, 4, 3 or 2 */
+    bool extra;            /* overflow list present */
+    size_t row_bytes;      /* kp / 64 * 8 * bits */
+    uint8_t *data;         /* (rows, row_bytes), 64-byte aligned */
+    float *scale;          /* (rows, ngroups) alpha * 2^(8-bits) */
+    float *bias;           /* (rows, ngroups) -alpha * z */
+    uint32_t *over_ptr;    /* (rows + 1) CSR offsets into over_col, or NULL */
+    uint32_t *over_col;    /* (n_over) column of each overflow weight, increasing per row */
+    size_t n_over;
+} mq_packed;
+
+/* Does width r have a packed layout (r in {2, 3, 4, 6, 8}; extra allowed for
+ * r < 8 and ignored at 8)? */
+bool mq_pack_supported(int r, bool extra);
+
+/* Build the packed form of a (rows, cols) linear from parent codes q
+ * (rows, cols), alpha (rows, cols/group) and zero (rows, cols/group) at width
+ * r (extra precision if extra). group divides cols (group = cols: per
+ * channel). *out owns its buffers (mq_pack_free). Errors (MQ_ERR_ARG, *out
+ * zeroed): unsupported width, bad shape or group, more than 2^32 overflow
+ * weights. */
+mq_status mq_pack_build(const uint8_t *q, const float *alpha, const uint8_t *zero, int rows, int cols, int group,
+                        int r, bool extra, mq_packed *out);
+void mq_pack_free(mq_packed *p);
+
+/* The 64 plane codes (clamped, without overflow) of chunk c of row `row`. */
+void mq_pack_chunk_codes(const mq_packed *p, int row, int c, uint8_t out[MQ_PACK_CHUNK]);
+/* The served codes of row `row` (cols): the plane plus one for each overflow
+ * weight, i.e. mq_ref_slice(q, r, extra) of the parent codes. */
+void mq_pack_unpack_row(const mq_packed *p, int row, int *codes);
+/* Bytes the kernels read for one product with this matrix (planes, scales,
+ * biases and the overflow list). */
+size_t mq_pack_bytes(const mq_packed *p);
+
+#endif

@@ -1,0 +1,191 @@
+/*
+ * test_kern.c — packed layouts and integer kernels (quant/pack, quant/kern_*,
+ * quant/dispatch).
+ *
+ * For widths 8, 6, 4, 3, 2 (and 6x, 4x, 3x, 2x), per channel and groups of
+ * 32..256, on odd shapes (rows 1, 7, 33; cols not a multiple of 64, or of 32
+ * per channel):
+ *  - unpacked codes equal mq_ref_slice of the parent codes, overflow counts
+ *    equal mq_ref_count_overflow;
+ *  - the scalar integer dot products equal a direct sum over mq_ref_slice;
+ *  - every variant the CPU runs (avx2, avx512) gives the scalar's integer dot
+ *    products bit-exactly, and gemv/gemm outputs within 1e-5 of that
+ *    magnitude of the scalar's (fp32 rounding order);
+ *  - the scalar float output is within 1e-5 (relative to sum |w||x|) of a
+ *    double-precision product of mq_ref_dequant_one weights and the
+ *    dequantized activations;
+ *  - activation quantization error is at most half a step per element;
+ *  - mq_kern_matmul on threads equals the per-variant result.
+ */
+#include "check.h"
+
+#include "quant/kern.h"
+#include "quant/ref.h"
+
+#include <math.h>
+
+static uint64_t rng = 88172645463325252ULL;
+static uint32_t rnd(void) {
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (uint32_t)(rng >> 11);
+}
+static float frand(void) { return (float)rnd() / 2097152.0f - 1.0f; } /* [-1, 1) */
+
+#define NTOK 5
+
+static const mq_kern_ops *variants[3];
+static int n_variants;
+
+static void one_case(int rows, int cols, int group, int r, bool extra) {
+    char what[128];
+    snprintf(what, sizeof what, "r=%d%s rows=%d cols=%d group=%d", r, extra ? "x" : "", rows, cols, group);
+    int ng = cols / group;
+    size_t n = (size_t)rows * cols;
+    uint8_t *q = mq_malloc(n), *zero = mq_malloc((size_t)rows * ng);
+    float *alpha = mq_malloc((size_t)rows * ng * sizeof(float));
+    for (size_t i = 0; i < n; i++) q[i] = (uint8_t)(rnd() & 255);
+    for (int i = 0; i < rows * ng; i++) {
+        alpha[i] = 0.001f + 0.01f * (float)(rnd() % 1000) / 1000.0f;
+        zero[i] = (uint8_t)(rnd() & 255);
+    }
+    mq_packed p;
+    CHECK(mq_pack_build(q, alpha, zero, rows, cols, group, r, extra, &p) == MQ_OK, "%s: %s", what, mq_last_error());
+    /* codes */
+    int *codes = mq_malloc((size_t)cols * sizeof(int));
+    int bad = 0;
+    for (int o = 0; o < rows; o++) {
+        mq_pack_unpack_row(&p, o, codes);
+        for (int j = 0; j < cols; j++)
+            if (codes[j] != mq_ref_slice(q[(size_t)o * cols + j], r, extra)) bad++;
+    }
+    CHECK(bad == 0, "%s: %d unpacked codes differ from mq_ref_slice", what, bad);
+    if (extra && r < 8)
+        CHECK((int64_t)p.n_over == mq_ref_count_overflow(q, n, r), "%s: %zu overflow weights, want %lld", what,
+              p.n_over, (long long)mq_ref_count_overflow(q, n, r));
+    /* activations: mixed magnitudes, one all-zero block in token 1 */
+    float *x = mq_malloc((size_t)NTOK * cols * sizeof(float));
+    for (int t = 0; t < NTOK; t++)
+        for (int j = 0; j < cols; j++) x[(size_t)t * cols + j] = frand() * (j % 7 == 0 ? 5.0f : 0.5f) * (float)(t + 1);
+    for (int j = 0; j < 32 && j < cols; j++) x[(size_t)1 * cols + j] = 0.0f;
+    mq_kact *a = mq_kact_new(NTOK, cols);
+    mq_kact_quantize(a, x, NTOK, cols);
+    mq_kact_group_sums(a, &p);
+    int nb = p.kp / MQ_PACK_BLOCK;
+    bad = 0;
+    for (int t = 0; t < NTOK; t++)
+        for (int j = 0; j < cols; j++) {
+            float d = a->d[(size_t)t * nb + j / 32];
+            if (!(fabsf(d * a->q[(size_t)t * p.kp + j] - x[(size_t)t * cols + j]) <= 0.5f * d * 1.0001f + 1e-30f)) bad++;
+        }
+    CHECK(bad == 0, "%s: %d activations quantized with more than half a step of error", what, bad);
+    /* scalar integer dots against a direct sum over mq_ref_slice */
+    int32_t *I = mq_malloc((size_t)rows * nb * sizeof(int32_t)), *J = mq_malloc((size_t)rows * nb * sizeof(int32_t));
+    bad = 0;
+    for (int t = 0; t < NTOK; t++) {
+        mq_kern_scalar_ops.dots(&p, 0, rows, a, t, I);
+        for (int o = 0; o < rows; o++)
+            for (int k = 0; k < nb; k++) {
+                int32_t s = 0;
+                for (int j = k * 32; j < k * 32 + 32 && j < cols; j++)
+                    s += mq_ref_slice(q[(size_t)o * cols + j], r, extra) * a->q[(size_t)t * p.kp + j];
+                if (s != I[(size_t)o * nb + k]) bad++;
+            }
+    }
+    CHECK(bad == 0, "%s: %d scalar block dot products differ from the direct sum", what, bad);
+    /* scalar float output against double precision */
+    float *ys = mq_malloc((size_t)NTOK * rows * sizeof(float)), *yv = mq_malloc((size_t)NTOK * rows * sizeof(float));
+    mq_kern_scalar_ops.gemm(&p, 0, rows, a, ys, rows);
+    double worst = 0, magmax = 0;
+    for (int t = 0; t < NTOK; t++)
+        for (int o = 0; o < rows; o++) {
+            double y = 0, mag = 0;
+            for (int j = 0; j < cols; j++) {
+                int g = j / group;
+                double w = mq_ref_dequant_one(q[(size_t)o * cols + j], alpha[(size_t)o * ng + g], zero[(size_t)o * ng + g], r, extra);
+                double xh = (double)a->d[(size_t)t * nb + j / 32] * a->q[(size_t)t * p.kp + j];
+                y += w * xh;
+                /* the kernels sum s*q*x and b*x separately: bound both */
+                mag += (fabs((double)mq_ref_row_scale(alpha[(size_t)o * ng + g], r) * mq_ref_slice(q[(size_t)o * cols + j], r, extra)) +
+                        fabs((double)mq_ref_row_bias(alpha[(size_t)o * ng + g], zero[(size_t)o * ng + g]))) * fabs(xh);
+            }
+            if (mag > magmax) magmax = mag;
+            double e = fabs(ys[(size_t)t * rows + o] - y) / (mag + 1e-30);
+            if (e > worst) worst = e;
+        }
+    CHECK(worst <= 1e-5, "%s: scalar output vs double reference: relative error %.3g", what, worst);
+    double tol = 1e-5 * magmax; /* fp32 rounding order differs between variants */
+    float gv;
+    mq_kern_scalar_ops.gemv(&p, 0, 1, a, &gv);
+    CHECK(gv == ys[0], "%s: scalar gemv %.9g != gemm %.9g", what, gv, ys[0]);
+    /* variants */
+    for (int v = 0; v < n_variants; v++) {
+        const mq_kern_ops *k = variants[v];
+        bad = 0;
+        for (int t = 0; t < NTOK; t++) {
+            mq_kern_scalar_ops.dots(&p, 0, rows, a, t, I);
+            k->dots(&p, 0, rows, a, t, J);
+            for (size_t i = 0; i < (size_t)rows * nb; i++) bad += I[i] != J[i];
+            if (rows > 2) { /* a sub-range of rows */
+                k->dots(&p, 1, rows - 1, a, t, J);
+                for (size_t i = 0; i < (size_t)(rows - 2) * nb; i++) bad += I[(size_t)nb + i] != J[i];
+            }
+        }
+        CHECK(bad == 0, "%s: %s: %d integer dot products differ from scalar", k->name, what, bad);
+        k->gemm(&p, 0, rows, a, yv, rows);
+        CHECK_CLOSE(what, yv, ys, (size_t)NTOK * rows, tol, 0);
+        float *y1 = mq_malloc((size_t)rows * sizeof(float));
+        k->gemv(&p, 0, rows, a, y1);
+        CHECK_CLOSE(what, y1, ys, (size_t)rows, tol, 0);
+        /* the threaded product with the active variant, B = 3 (a ragged tile) */
+        mq_kern_matmul(&p, x, 3, yv, a);
+        mq_kact_quantize(a, x, NTOK, cols);
+        mq_kact_group_sums(a, &p);
+        CHECK_CLOSE("mq_kern_matmul", yv, ys, (size_t)3 * rows, tol, 0);
+        free(y1);
+    }
+    free(ys); free(yv); free(I); free(J); free(x); free(codes); free(q); free(zero); free(alpha);
+    mq_kact_free(a);
+    mq_pack_free(&p);
+}
+
+int main(void) {
+    const char *names[] = {"avx2", "avx512"};
+    for (int i = 0; i < 2; i++) {
+        const mq_kern_ops *k = mq_kern_find(names[i]);
+        if (k) variants[n_variants++] = k;
+        else SKIP("this CPU lacks %s: that variant is not tested", names[i]);
+    }
+    const int widths[] = {8, 6, 4, 3, 2};
+    const int rows_list[] = {1, 7, 33};
+    for (int wi = 0; wi < 5; wi++)
+        for (int x = 0; x < (widths[wi] < 8 ? 2 : 1); x++) {
+            int r = widths[wi];
+            for (int ri = 0; ri < 3; ri++) {
+                int rows = rows_list[ri];
+                /* per channel: a multiple of 64, of 32 only, and of neither */
+                one_case(rows, 192, 192, r, x);
+                one_case(rows, 96, 96, r, x);
+                one_case(rows, 172, 172, r, x);
+                /* groups */
+                one_case(rows, 160, 32, r, x);
+                one_case(rows, 192, 64, r, x);
+                one_case(rows, 384, 128, r, x);
+                one_case(rows, 256, 256, r, x);
+            }
+        }
+    /* unsupported widths and bad shapes */
+    uint8_t q[64] = {0}, z[2] = {0};
+    float al[2] = {1, 1};
+    mq_packed p;
+    CHECK(mq_pack_build(q, al, z, 1, 64, 64, 5, false, &p) == MQ_ERR_ARG, "width 5 accepted");
+    CHECK(strstr(mq_last_error(), "width 5") != NULL, "message: %s", mq_last_error());
+    CHECK(mq_pack_build(q, al, z, 1, 64, 48, 4, false, &p) == MQ_ERR_ARG, "group 48 of 64 accepted");
+    CHECK(!mq_pack_supported(1, false) && !mq_pack_supported(7, true) && mq_pack_supported(2, true), "supported widths");
+    /* the active variant honours MQ_KERNELS (set by the caller of this test, else the best) */
+    const mq_kern_ops *act = mq_kern_active();
+    CHECK(act != NULL && (n_variants == 0 || act == variants[n_variants - 1] || getenv("MQ_KERNELS")),
+          "active variant %s", act ? act->name : "none");
+    return check_done("test_kern");
+}
