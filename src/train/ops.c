@@ -1,0 +1,457 @@
+/*
+ * ops.c — forward/backward pairs of the training ops (contracts in ops.h,
+ * derivations in docs/derivations/). fp32 storage; reductions that feed a
+ * gradient over many rows (dw of RMSNorm, the softmax row sums) stay in fp32
+ * like PyTorch's CPU kernels, the MSE in double.
+ *
+ * Threads: one OpenMP pool. Matrix products are sliced over the threads,
+ * each slice one single-threaded OpenBLAS sgemm (as nn/forward.c); every
+ * slice writes a disjoint part of its output, so accumulation needs no
+ * locks. Attention's backward runs one (sequence, KV head) per work item so
+ * that the heads sharing a KV head (GQA) add into dk/dv from one thread.
+ *
+ * Not here: the KV-cache inference path (nn/forward.c), losses over the
+ * vocabulary (train/ops_lm.c), optimizers (train/optim.c).
+ */
+#include "train/ops.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+/* ================================================================ matmul */
+
+/* Threads worth using for a product of m*n*k multiply-adds. */
+static int threads_for(size_t m, size_t n, size_t k) {
+    int T = omp_get_max_threads();
+    return m * n * k < ((size_t)1 << 18) ? 1 : T;
+}
+
+/* [lo, hi) of n items in pieces of `align` for thread t of nt. */
+static void slice_of(int n, int align, int t, int nt, int *lo, int *hi) {
+    int blocks = (n + align - 1) / align;
+    *lo = (int)((int64_t)blocks * t / nt) * align;
+    *hi = (int)((int64_t)blocks * (t + 1) / nt) * align;
+    if (*hi > n) *hi = n;
+    if (*lo > n) *lo = n;
+}
+
+void matmul_fwd(float *out, const float *inp, const float *w, const float *bias, int N, int K, int O) {
+    int T = threads_for((size_t)N, (size_t)K, (size_t)O);
+#pragma omp parallel num_threads(T)
+    {
+        int o0, o1;
+        slice_of(O, 16, omp_get_thread_num(), omp_get_num_threads(), &o0, &o1);
+        if (o1 > o0)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, o1 - o0, K, 1.0f, inp, K, w + (size_t)o0 * K,
+                        K, 0.0f, out + o0, O);
+        if (bias && o1 > o0)
+            for (int n = 0; n < N; n++)
+                for (int o = o0; o < o1; o++) out[(size_t)n * O + o] += bias[o];
+    }
+}
+
+void matmul_bwd(float *dinp, float *dw, float *dbias, const float *dout, const float *inp, const float *w,
+                int N, int K, int O) {
+    int T = threads_for((size_t)N, (size_t)K, (size_t)O);
+#pragma omp parallel num_threads(T)
+    {
+        int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        if (dinp) { /* rows of dinp: dinp[n0:n1] += dout[n0:n1] @ w */
+            int n0, n1;
+            slice_of(N, 4, t, nt, &n0, &n1);
+            if (n1 > n0)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n1 - n0, K, O, 1.0f, dout + (size_t)n0 * O,
+                            O, w, K, 1.0f, dinp + (size_t)n0 * K, K);
+        }
+        int o0, o1;
+        slice_of(O, 16, t, nt, &o0, &o1);
+        if (dw && o1 > o0) /* rows of dw: dw[o0:o1] += dout[:, o0:o1]^T @ inp */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, o1 - o0, K, N, 1.0f, dout + o0, O, inp, K, 1.0f,
+                        dw + (size_t)o0 * K, K);
+        if (dbias)
+            for (int o = o0; o < o1; o++) {
+                float s = 0.0f;
+                for (int n = 0; n < N; n++) s += dout[(size_t)n * O + o];
+                dbias[o] += s;
+            }
+    }
+}
+
+/* =============================================================== rmsnorm */
+
+void rmsnorm_fwd(float *out, float *rstd, const float *inp, const float *w, int N, int C, float eps,
+                 bool plus_one) {
+#pragma omp parallel for if (N > 8)
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * C;
+        float *o = out + (size_t)n * C;
+        float ss = 0.0f;
+        for (int i = 0; i < C; i++) ss += x[i] * x[i];
+        float r = 1.0f / sqrtf(ss / (float)C + eps);
+        rstd[n] = r;
+        for (int i = 0; i < C; i++) o[i] = x[i] * r * (plus_one ? 1.0f + w[i] : w[i]);
+    }
+}
+
+void rmsnorm_bwd(float *dinp, float *dw, const float *dout, const float *inp, const float *w, const float *rstd,
+                 int N, int C, bool plus_one) {
+    if (dinp) {
+#pragma omp parallel for if (N > 8)
+        for (int n = 0; n < N; n++) {
+            const float *x = inp + (size_t)n * C, *dy = dout + (size_t)n * C;
+            float *dx = dinp + (size_t)n * C;
+            float r = rstd[n], dot = 0.0f; /* sum_j dy_j g_j x_j */
+            for (int i = 0; i < C; i++) dot += dy[i] * (plus_one ? 1.0f + w[i] : w[i]) * x[i];
+            float k = r * r * r * dot / (float)C;
+            for (int i = 0; i < C; i++) dx[i] += r * (plus_one ? 1.0f + w[i] : w[i]) * dy[i] - k * x[i];
+        }
+    }
+    if (dw) {
+        /* columns per thread: each dw[i] is summed over all rows by one thread */
+#pragma omp parallel for if ((size_t)N * C > 65536)
+        for (int i = 0; i < C; i++) {
+            float s = 0.0f;
+            for (int n = 0; n < N; n++) s += dout[(size_t)n * C + i] * inp[(size_t)n * C + i] * rstd[n];
+            dw[i] += s;
+        }
+    }
+}
+
+/* ================================================================== rope */
+
+void rope_fwd(float *out, const float *inp, const float *inv_freq, int B, int T, int n_heads, int D) {
+    int half = D / 2;
+    size_t HD = (size_t)n_heads * D;
+#pragma omp parallel for collapse(2) if ((size_t)B * T * HD > 65536)
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) {
+            float p = (float)t;
+            size_t row = ((size_t)b * T + t) * HD;
+            for (int i = 0; i < half; i++) {
+                float ang = p * inv_freq[i];
+                float cs = cosf(ang), sn = sinf(ang);
+                for (int h = 0; h < n_heads; h++) {
+                    const float *x = inp + row + (size_t)h * D;
+                    float *y = out + row + (size_t)h * D;
+                    float a = x[i], c = x[i + half];
+                    y[i] = a * cs - c * sn;
+                    y[i + half] = c * cs + a * sn;
+                }
+            }
+        }
+}
+
+void rope_bwd(float *dinp, const float *dout, const float *inv_freq, int B, int T, int n_heads, int D) {
+    int half = D / 2;
+    size_t HD = (size_t)n_heads * D;
+#pragma omp parallel for collapse(2) if ((size_t)B * T * HD > 65536)
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) {
+            float p = (float)t;
+            size_t row = ((size_t)b * T + t) * HD;
+            for (int i = 0; i < half; i++) {
+                float ang = p * inv_freq[i];
+                float cs = cosf(ang), sn = sinf(ang);
+                for (int h = 0; h < n_heads; h++) {
+                    const float *dy = dout + row + (size_t)h * D;
+                    float *dx = dinp + row + (size_t)h * D;
+                    float da = dy[i], dc = dy[i + half];
+                    dx[i] += da * cs + dc * sn;
+                    dx[i + half] += dc * cs - da * sn;
+                }
+            }
+        }
+}
+
+/* ============================================================= attention */
+
+static bool visible(const mq_attn_cfg *a, int p, int j) {
+    return j <= p && (a->window <= 0 || j > p - a->window);
+}
+
+void attention_fwd(float *out, float *att, const float *q, const float *k, const float *v, int B, int T,
+                   const mq_attn_cfg *a) {
+    int H = a->n_heads, KV = a->n_kv_heads, D = a->head_dim, grp = H / KV;
+    MQ_ASSERT(H % KV == 0);
+    size_t QD = (size_t)H * D, KD = (size_t)KV * D, TT = (size_t)T * T;
+#pragma omp parallel for collapse(2) schedule(dynamic, 1)
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++) {
+            const float *qh = q + (size_t)b * T * QD + (size_t)h * D;
+            const float *kg = k + (size_t)b * T * KD + (size_t)(h / grp) * D;
+            const float *vg = v + (size_t)b * T * KD + (size_t)(h / grp) * D;
+            float *P = att + ((size_t)b * H + h) * TT; /* (T, T) */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, D, a->scale, qh, (int)QD, kg, (int)KD,
+                        0.0f, P, T);
+            for (int i = 0; i < T; i++) {
+                float *row = P + (size_t)i * T, mx = -INFINITY;
+                for (int j = 0; j < T; j++) {
+                    if (!visible(a, i, j)) continue;
+                    float s = row[j];
+                    if (a->softcap > 0) s = tanhf(s / a->softcap) * a->softcap;
+                    row[j] = s;
+                    if (s > mx) mx = s;
+                }
+                float sum = 0.0f;
+                for (int j = 0; j < T; j++) {
+                    float e = visible(a, i, j) ? expf(row[j] - mx) : 0.0f;
+                    row[j] = e;
+                    sum += e;
+                }
+                float inv = 1.0f / sum;
+                for (int j = 0; j < T; j++) row[j] *= inv;
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, D, T, 1.0f, P, T, vg, (int)KD, 0.0f,
+                        out + (size_t)b * T * QD + (size_t)h * D, (int)QD);
+        }
+}
+
+size_t attention_bwd_scratch(int T) {
+    return (size_t)omp_get_max_threads() * 2 * (size_t)T * (size_t)T;
+}
+
+void attention_bwd(float *dq, float *dk, float *dv, float *scratch, const float *dout, const float *q,
+                   const float *k, const float *v, const float *att, int B, int T, const mq_attn_cfg *a) {
+    int H = a->n_heads, KV = a->n_kv_heads, D = a->head_dim, grp = H / KV;
+    MQ_ASSERT(H % KV == 0);
+    size_t QD = (size_t)H * D, KD = (size_t)KV * D, TT = (size_t)T * T;
+    int nth = omp_get_max_threads();
+#pragma omp parallel for collapse(2) schedule(dynamic, 1) num_threads(nth)
+    for (int b = 0; b < B; b++)
+        for (int g = 0; g < KV; g++) {
+            float *dS = scratch + (size_t)omp_get_thread_num() * 2 * TT; /* (T, T) */
+            float *S = dS + TT;                                          /* (T, T) raw scores (soft-cap only) */
+            const float *kg = k + (size_t)b * T * KD + (size_t)g * D;
+            const float *vg = v + (size_t)b * T * KD + (size_t)g * D;
+            float *dkg = dk + (size_t)b * T * KD + (size_t)g * D;
+            float *dvg = dv + (size_t)b * T * KD + (size_t)g * D;
+            for (int h = g * grp; h < (g + 1) * grp; h++) {
+                const float *qh = q + (size_t)b * T * QD + (size_t)h * D;
+                const float *doh = dout + (size_t)b * T * QD + (size_t)h * D;
+                float *dqh = dq + (size_t)b * T * QD + (size_t)h * D;
+                const float *P = att + ((size_t)b * H + h) * TT;
+                /* dV += P^T dO;  dP = dO V^T */
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, D, T, 1.0f, P, T, doh, (int)QD, 1.0f, dvg,
+                            (int)KD);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, D, 1.0f, doh, (int)QD, vg, (int)KD, 0.0f,
+                            dS, T);
+                if (a->softcap > 0)
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, D, a->scale, qh, (int)QD, kg,
+                                (int)KD, 0.0f, S, T);
+                /* softmax: dS = P * (dP - rowsum(P * dP)); soft-cap: * (1 - tanh^2) */
+                for (int i = 0; i < T; i++) {
+                    const float *p = P + (size_t)i * T;
+                    float *ds = dS + (size_t)i * T, dot = 0.0f;
+                    for (int j = 0; j < T; j++) dot += p[j] * ds[j];
+                    for (int j = 0; j < T; j++) {
+                        float x = p[j] * (ds[j] - dot);
+                        if (a->softcap > 0 && visible(a, i, j)) {
+                            float th = tanhf(S[(size_t)i * T + j] / a->softcap);
+                            x *= 1.0f - th * th;
+                        }
+                        ds[j] = visible(a, i, j) ? x : 0.0f;
+                    }
+                }
+                /* dQ += scale dS K;  dK += scale dS^T Q */
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, D, T, a->scale, dS, T, kg, (int)KD, 1.0f,
+                            dqh, (int)QD);
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, D, T, a->scale, dS, T, qh, (int)QD, 1.0f,
+                            dkg, (int)KD);
+            }
+        }
+}
+
+/* ============================================================ gated FFN */
+
+void swiglu_fwd(float *out, const float *gate, const float *up, size_t n) {
+#pragma omp parallel for if (n > 16384)
+    for (size_t i = 0; i < n; i++) {
+        float g = gate[i];
+        out[i] = g / (1.0f + expf(-g)) * up[i];
+    }
+}
+
+void swiglu_bwd(float *dgate, float *dup, const float *dout, const float *gate, const float *up, size_t n) {
+#pragma omp parallel for if (n > 16384)
+    for (size_t i = 0; i < n; i++) {
+        float g = gate[i], sg = 1.0f / (1.0f + expf(-g));
+        dgate[i] += dout[i] * up[i] * sg * (1.0f + g * (1.0f - sg));
+        dup[i] += dout[i] * g * sg;
+    }
+}
+
+#define GELU_K 0.7978845608028654f /* sqrt(2/pi) */
+#define GELU_C 0.044715f
+
+void geglu_fwd(float *out, const float *gate, const float *up, size_t n) {
+#pragma omp parallel for if (n > 16384)
+    for (size_t i = 0; i < n; i++) {
+        float x = gate[i];
+        out[i] = 0.5f * x * (1.0f + tanhf(GELU_K * (x + GELU_C * x * x * x))) * up[i];
+    }
+}
+
+void geglu_bwd(float *dgate, float *dup, const float *dout, const float *gate, const float *up, size_t n) {
+#pragma omp parallel for if (n > 16384)
+    for (size_t i = 0; i < n; i++) {
+        float x = gate[i], th = tanhf(GELU_K * (x + GELU_C * x * x * x));
+        float gelu = 0.5f * x * (1.0f + th);
+        float dgelu = 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * GELU_K * (1.0f + 3.0f * GELU_C * x * x);
+        dgate[i] += dout[i] * up[i] * dgelu;
+        dup[i] += dout[i] * gelu;
+    }
+}
+
+/* ====================================================== fake quantizer */
+
+static inline float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+static int group_of(const mq_fq_shape *s) { return s->group > 0 ? s->group : s->cols; }
+
+/* The grid of group k: raw clipped bounds, widened bounds, step a, zero z,
+ * whether z's clamp is inactive, and the extreme elements. */
+typedef struct {
+    float su, sl, mx, mn, hi, lo, a, z;
+    int imx, imn;
+    bool pass_z;
+} fq_grid;
+
+static void fq_grid_of(fq_grid *g, const float *wg, int n, float u, float l, int top) {
+    g->mx = wg[0];
+    g->mn = wg[0];
+    g->imx = g->imn = 0;
+    for (int j = 1; j < n; j++) {
+        if (wg[j] > g->mx) g->mx = wg[j], g->imx = j;
+        if (wg[j] < g->mn) g->mn = wg[j], g->imn = j;
+    }
+    g->su = sigmoidf(u);
+    g->sl = sigmoidf(l);
+    float hr = g->su * g->mx, lr = g->sl * g->mn;
+    g->hi = hr > 0 ? hr : 0.0f;
+    g->lo = lr < 0 ? lr : 0.0f;
+    g->a = (g->hi - g->lo) / (float)top;
+    g->z = 0.0f;
+    g->pass_z = false;
+    if (!(g->a > 0)) {
+        g->a = 0.0f;
+        return;
+    }
+    float zf = nearbyintf(-g->lo / g->a);
+    g->pass_z = zf >= 0 && zf <= (float)top;
+    g->z = zf < 0 ? 0.0f : zf > (float)top ? (float)top : zf;
+}
+
+void fakequant_ranges(float *lo, float *hi, const float *w, const float *u, const float *l, const mq_fq_shape *s) {
+    int G = group_of(s), ng = s->cols / G, top = (1 << s->grid_bits) - 1;
+    for (int r = 0; r < s->rows; r++)
+        for (int k = 0; k < ng; k++) {
+            fq_grid g;
+            size_t ki = (size_t)r * ng + k;
+            fq_grid_of(&g, w + (size_t)r * s->cols + (size_t)k * G, G, u[ki], l[ki], top);
+            lo[ki] = g.lo;
+            hi[ki] = g.hi;
+        }
+}
+
+void fakequant_fwd(float *wq, const float *w, const float *u, const float *l, const mq_fq_shape *s) {
+    int G = group_of(s), ng = s->cols / G, N = s->grid_bits, top = (1 << N) - 1;
+    int d = N - s->bits, rtop = (1 << s->bits) - 1, half = d > 0 ? 1 << (d - 1) : 0;
+    MQ_ASSERT(s->cols % G == 0 && s->bits >= 1 && s->bits <= N && N <= 8);
+#pragma omp parallel for if ((size_t)s->rows * s->cols > 32768)
+    for (int r = 0; r < s->rows; r++)
+        for (int k = 0; k < ng; k++) {
+            size_t ki = (size_t)r * ng + k, off = (size_t)r * s->cols + (size_t)k * G;
+            fq_grid g;
+            fq_grid_of(&g, w + off, G, u[ki], l[ki], top);
+            for (int j = 0; j < G; j++) {
+                if (g.a == 0) {
+                    wq[off + j] = 0.0f;
+                    continue;
+                }
+                float q = nearbyintf(w[off + j] / g.a) + g.z;
+                q = q < 0 ? 0.0f : q > (float)top ? (float)top : q;
+                int qs = (int)q;
+                if (d > 0) {
+                    int t = (qs + half) >> d;
+                    qs = (t < rtop ? t : rtop) << d;
+                }
+                wq[off + j] = g.a * ((float)qs - g.z);
+            }
+        }
+}
+
+void fakequant_bwd(float *dw, float *du, float *dl, const float *dwq, const float *w, const float *u,
+                   const float *l, const mq_fq_shape *s) {
+    int G = group_of(s), ng = s->cols / G, N = s->grid_bits, top = (1 << N) - 1;
+    int d = N - s->bits, rtop = (1 << s->bits) - 1, half = d > 0 ? 1 << (d - 1) : 0;
+    MQ_ASSERT(s->cols % G == 0 && s->bits >= 1 && s->bits <= N && N <= 8);
+#pragma omp parallel for if ((size_t)s->rows * s->cols > 32768)
+    for (int r = 0; r < s->rows; r++)
+        for (int k = 0; k < ng; k++) {
+            size_t ki = (size_t)r * ng + k, off = (size_t)r * s->cols + (size_t)k * G;
+            fq_grid g;
+            fq_grid_of(&g, w + off, G, u[ki], l[ki], top);
+            if (g.a == 0) continue; /* wq = 0 identically */
+            float dA = 0.0f, dZ = 0.0f;
+            for (int j = 0; j < G; j++) {
+                float gr = dwq[off + j], x = w[off + j];
+                float qp = nearbyintf(x / g.a) + g.z;
+                bool pass_q = qp >= 0 && qp <= (float)top;
+                int qs = (int)(qp < 0 ? 0.0f : qp > (float)top ? (float)top : qp);
+                bool pass_s = true;
+                if (d > 0) {
+                    int t = (qs + half) >> d;
+                    pass_s = t <= rtop;
+                    qs = (t < rtop ? t : rtop) << d;
+                }
+                /* wq = a (s - z) */
+                dA += gr * ((float)qs - g.z);
+                dZ -= gr * g.a;
+                if (pass_s && pass_q) {
+                    /* ds/dq = 1 (STE through the slice's round); dq/dw = 1/a, dq/da = -w/a^2,
+                     * dq/dz = 1 (STE through round(w/a)); the a factors of dwq/ds cancel */
+                    if (dw) dw[off + j] += gr;
+                    dA -= gr * x / g.a;
+                    dZ += gr * g.a;
+                }
+            }
+            /* z = clamp(round(-lo / a)) */
+            float dhi = 0.0f, dlo = 0.0f;
+            if (g.pass_z) {
+                dlo -= dZ / g.a;
+                dA += dZ * g.lo / (g.a * g.a);
+            }
+            /* a = (hi - lo) / top */
+            dhi += dA / (float)top;
+            dlo -= dA / (float)top;
+            /* hi = max(sigmoid(u) mx, 0), lo = min(sigmoid(l) mn, 0) */
+            if (g.su * g.mx > 0) {
+                if (du) du[ki] += dhi * g.mx * g.su * (1.0f - g.su);
+                if (dw) dw[off + g.imx] += dhi * g.su;
+            }
+            if (g.sl * g.mn < 0) {
+                if (dl) dl[ki] += dlo * g.mn * g.sl * (1.0f - g.sl);
+                if (dw) dw[off + g.imn] += dlo * g.sl;
+            }
+        }
+}
+
+/* ============================================================ helpers */
+
+void add_inplace(float *y, const float *x, size_t n) {
+#pragma omp parallel for if (n > 65536)
+    for (size_t i = 0; i < n; i++) y[i] += x[i];
+}
+
+double mse_fwd_bwd(float *da, const float *a, const float *b, size_t n, float scale) {
+    double s = 0.0;
+#pragma omp parallel for reduction(+ : s) if (n > 65536)
+    for (size_t i = 0; i < n; i++) {
+        double e = (double)a[i] - (double)b[i];
+        s += e * e;
+        if (da) da[i] += scale * 2.0f * (float)e / (float)n;
+    }
+    return s / (double)n;
+}
