@@ -360,7 +360,7 @@ static double fq_eval(fq_ctx *c, bool freeze) {
             if (freeze) {
                 c->offz[ki] = nearbyint(zc) - zc;
                 double zr = nearbyint(zc);
-                c->stz[ki] = zr < 0 ? 1 : zr > top ? 2 : 0;
+                c->stz[ki] = zr <= 0 ? 1 : zr >= top ? 2 : 0; /* bounds count as clamped */
             }
             double z = c->stz[ki] == 0 ? zc + c->offz[ki] : c->stz[ki] == 1 ? 0 : top;
             for (int j = 0; j < G; j++) {
@@ -370,13 +370,13 @@ static double fq_eval(fq_ctx *c, bool freeze) {
                     c->offq[e] = nearbyint(x) - x;
                     double zi = c->stz[ki] == 0 ? nearbyint(zc) : c->stz[ki] == 1 ? 0 : top;
                     double qr = nearbyint(x) + zi;
-                    c->stq[e] = qr < 0 ? 1 : qr > top ? 2 : 0;
+                    c->stq[e] = qr <= 0 ? 1 : qr >= top ? 2 : 0;
                 }
                 double q = c->stq[e] == 0 ? x + c->offq[e] + z : c->stq[e] == 1 ? 0 : top;
                 double y = (q + half) / p2;
                 if (freeze) {
                     c->offs[e] = floor(y) - y;
-                    c->sts[e] = floor(y) > rtop ? 2 : 0;
+                    c->sts[e] = floor(y) >= rtop ? 2 : 0;
                 }
                 double qs = c->sts[e] == 0 ? (y + c->offs[e]) * p2 : rtop * p2;
                 if (d == 0) qs = q;

@@ -339,7 +339,7 @@ static void fq_grid_of(fq_grid *g, const float *wg, int n, float u, float l, int
         return;
     }
     float zf = nearbyintf(-g->lo / g->a);
-    g->pass_z = zf >= 0 && zf <= (float)top;
+    g->pass_z = zf > 0 && zf < (float)top; /* strictly inside, as torch.clamp's gradient */
     g->z = zf < 0 ? 0.0f : zf > (float)top ? (float)top : zf;
 }
 
@@ -398,12 +398,12 @@ void fakequant_bwd(float *dw, float *du, float *dl, const float *dwq, const floa
             for (int j = 0; j < G; j++) {
                 float gr = dwq[off + j], x = w[off + j];
                 float qp = nearbyintf(x / g.a) + g.z;
-                bool pass_q = qp >= 0 && qp <= (float)top;
+                bool pass_q = qp > 0 && qp < (float)top;
                 int qs = (int)(qp < 0 ? 0.0f : qp > (float)top ? (float)top : qp);
                 bool pass_s = true;
                 if (d > 0) {
                     int t = (qs + half) >> d;
-                    pass_s = t <= rtop;
+                    pass_s = t < rtop;
                     qs = (t < rtop ? t : rtop) << d;
                 }
                 /* wq = a (s - z) */

@@ -142,8 +142,10 @@ void fakequant_fwd(float *wq, const float *w, const float *u, const float *l, co
 /* Straight-through backward of fakequant_fwd given dwq (rows, cols):
  * every round (of w/a, of -lo'/a and the slice's) has derivative 1; every
  * clamp (of q, z, the slice, and the widening max/min with 0) passes the
- * gradient where its argument is inside the range and blocks it outside (its
- * exact derivative). max(w_k)/min(w_k) pass their gradient to the
+ * gradient where its argument is strictly inside the range and blocks it
+ * outside and on the bounds (its exact derivative away from the kinks; at a
+ * kink 0, as torch.clamp's backward, so that PyTorch goldens match; a code
+ * sitting exactly on 0 or 2^N - 1 counts as clipped). max(w_k)/min(w_k) pass their gradient to the
  * (first) maximal/minimal element. So the result is the exact derivative of
  * the forward with each round replaced by x + (round(x0) - x0), x0 frozen.
  * dw (rows, cols), du, dl (rows, G) += gradients; any may be NULL. */

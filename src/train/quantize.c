@@ -8,6 +8,7 @@
 #include "quant/ref.h"
 #include "train/calib.h"
 #include "train/gptq.h"
+#include "train/omniquant.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -166,9 +167,9 @@ mq_status mq_quantize(mq_model *m, const mq_quant_opts *o, mq_qlinear **out, int
     *out = NULL;
     *nout = 0;
     const mq_config *c = &m->cfg;
-    bool gptq = !strcmp(o->method, "gptq");
-    if (!gptq && strcmp(o->method, "minmax"))
-        return mq_fail(MQ_ERR_ARG, "quantize: unknown method \"%s\" (minmax, gptq)", o->method);
+    bool gptq = !strcmp(o->method, "gptq"), omni = !strcmp(o->method, "omniquant");
+    if (!gptq && !omni && strcmp(o->method, "minmax"))
+        return mq_fail(MQ_ERR_ARG, "quantize: unknown method \"%s\" (minmax, gptq, omniquant)", o->method);
     if (o->n_train < 1 || o->n_train > 8) return mq_fail(MQ_ERR_ARG, "quantize: 1 to 8 trained widths");
     for (int i = 0; i < o->n_train; i++)
         if (o->train_bits[i] < 1 || o->train_bits[i] > 8 || !(o->lambda[i] >= 0))
@@ -189,6 +190,7 @@ mq_status mq_quantize(mq_model *m, const mq_quant_opts *o, mq_qlinear **out, int
                                "--group-size %d", nm, cols, o->group);
             }
         }
+    if (omni) return mq_omniquant(m, o, out, nout);
     mq_qlinear *q = mq_calloc((size_t)n_lin, sizeof *q);
     int n = 0;
     mq_status st = MQ_OK;

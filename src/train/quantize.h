@@ -19,7 +19,7 @@
 #include "io/checkpoint.h"
 
 typedef struct {
-    const char *method;       /* "minmax" | "gptq" */
+    const char *method;       /* "minmax" | "gptq" | "omniquant" */
     int n_train;              /* |R| */
     int train_bits[8];        /* R, e.g. {8, 4, 2} */
     float lambda[8];          /* lambda_r */
@@ -32,6 +32,7 @@ typedef struct {
     uint64_t seed;
     float damp;               /* GPTQ dampening, relative (0.01) */
     int block;                /* GPTQ lazy-update block (128) */
+    const struct mq_omni_opts *omni; /* method "omniquant": its options (train/omniquant.h) */
     /* progress lines (per block); may be NULL */
     void (*progress)(void *user, const char *line);
     void *user;
