@@ -12,6 +12,8 @@
  */
 #include "nn/model.h"
 
+#include "quant/kern.h"
+
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
@@ -34,6 +36,7 @@ struct mq_state {
     float *hb;       /* (B, F) gate */
     float *hb2;      /* (B, F) up */
     float *scores;   /* (nthreads, ATT_TILE, max_ctx) */
+    mq_kact *kact;   /* int8 activations of (B, max(C, H*D, F)) for packed linears */
     mq_tap_fn tap;   /* activation observer (calibration) or NULL */
     void *tap_user;
 };
@@ -75,6 +78,8 @@ mq_state *mq_state_new(const mq_model *m, int max_ctx, int max_batch) {
     s->hb = mq_aligned_alloc(B * F * sizeof(float));
     s->hb2 = mq_aligned_alloc(B * F * sizeof(float));
     s->scores = mq_aligned_alloc((size_t)s->nthreads * ATT_TILE * (size_t)max_ctx * sizeof(float));
+    size_t kmax = C > QD ? C : QD;
+    s->kact = mq_kact_new(max_batch, (int)(kmax > F ? kmax : F));
     return s;
 }
 
@@ -83,17 +88,27 @@ void mq_state_free(mq_state *s) {
     free(s->k_cache); free(s->v_cache); free(s->x); free(s->xb); free(s->xo);
     free(s->q); free(s->k); free(s->v); free(s->att); free(s->hb); free(s->hb2);
     free(s->scores);
+    mq_kact_free(s->kact);
     free(s);
 }
 
 /* ================================================================= ops */
 
-/* out(B, O) = inp(B, K) @ w(O, K)^T (+ bias(O)).
+/* out(B, O) = inp(B, K) @ w(O, K)^T (+ bias(O)); with the packed form pk
+ * (not NULL) through the integer kernels of quant/kern.h instead of w.
  * One thread pool: OpenMP threads each multiply a slice of the output
  * features with single-threaded OpenBLAS (mq_set_threads keeps OpenBLAS at
  * one thread), so no second pool competes for the cores. */
-static void matmul_fwd(float *out, const float *inp, const float *w, const float *bias,
-                       int B, int K, int O) {
+static void matmul_fwd(mq_state *s, float *out, const float *inp, const float *w, const struct mq_packed *pk,
+                       const float *bias, int B, int K, int O) {
+    if (pk) {
+        MQ_ASSERT(pk->rows == O && pk->cols == K);
+        mq_kern_matmul(pk, inp, B, out, s->kact);
+        if (bias)
+            for (int b = 0; b < B; b++)
+                for (int o = 0; o < O; o++) out[(size_t)b * O + o] += bias[o];
+        return;
+    }
     int T = omp_get_max_threads();
     if ((size_t)O * K < ((size_t)1 << 16) || O < 64) T = 1;
 #pragma omp parallel num_threads(T)
@@ -233,9 +248,9 @@ void mq_forward_block(const mq_model *m, mq_state *s, int l, float *x, int B, in
     /* attention sub-block */
     rmsnorm_fwd(s->xb, x, L->attn_norm, B, C, c->norm_eps, c->norm_plus_one);
     tap(s, l, MQ_TAP_ATTN_IN, s->xb, B, C);
-    matmul_fwd(s->q, s->xb, L->wq, L->bq, B, C, QD);
-    matmul_fwd(s->k, s->xb, L->wk, L->bk, B, C, KD);
-    matmul_fwd(s->v, s->xb, L->wv, L->bv, B, C, KD);
+    matmul_fwd(s, s->q, s->xb, L->wq, L->packed[0], L->bq, B, C, QD);
+    matmul_fwd(s, s->k, s->xb, L->wk, L->packed[1], L->bk, B, C, KD);
+    matmul_fwd(s, s->v, s->xb, L->wv, L->packed[2], L->bv, B, C, KD);
     rope_fwd(s->q, m->inv_freq, B, c->n_heads, D, pos0);
     rope_fwd(s->k, m->inv_freq, B, c->n_kv_heads, D, pos0);
     size_t off = ((size_t)l * s->max_ctx + (size_t)pos0) * KD;
@@ -243,18 +258,18 @@ void mq_forward_block(const mq_model *m, mq_state *s, int l, float *x, int B, in
     memcpy(s->v_cache + off, s->v, (size_t)B * KD * sizeof(float));
     attention_fwd(s, c, l, B, pos0);
     tap(s, l, MQ_TAP_ATTN_OUT, s->att, B, QD);
-    matmul_fwd(s->xo, s->att, L->wo, NULL, B, QD, C);
+    matmul_fwd(s, s->xo, s->att, L->wo, L->packed[3], NULL, B, QD, C);
     if (L->post_attn_norm)
         rmsnorm_fwd(s->xo, s->xo, L->post_attn_norm, B, C, c->norm_eps, c->norm_plus_one);
     for (size_t i = 0; i < (size_t)B * C; i++) x[i] += s->xo[i];
     /* feed-forward sub-block */
     rmsnorm_fwd(s->xb, x, L->ffn_norm, B, C, c->norm_eps, c->norm_plus_one);
     tap(s, l, MQ_TAP_FFN_IN, s->xb, B, C);
-    matmul_fwd(s->hb, s->xb, L->w_gate, NULL, B, C, F);
-    matmul_fwd(s->hb2, s->xb, L->w_up, NULL, B, C, F);
+    matmul_fwd(s, s->hb, s->xb, L->w_gate, L->packed[4], NULL, B, C, F);
+    matmul_fwd(s, s->hb2, s->xb, L->w_up, L->packed[5], NULL, B, C, F);
     glu_fwd(s->hb, s->hb2, (size_t)B * F, c->act);
     tap(s, l, MQ_TAP_FFN_MID, s->hb, B, F);
-    matmul_fwd(s->xo, s->hb, L->w_down, NULL, B, F, C);
+    matmul_fwd(s, s->xo, s->hb, L->w_down, L->packed[6], NULL, B, F, C);
     if (L->post_ffn_norm)
         rmsnorm_fwd(s->xo, s->xo, L->post_ffn_norm, B, C, c->norm_eps, c->norm_plus_one);
     for (size_t i = 0; i < (size_t)B * C; i++) x[i] += s->xo[i];
@@ -278,7 +293,7 @@ void mq_logits(const mq_model *m, mq_state *s, const float *x, int R, float *log
         int n = R - r0 < s->max_batch ? R - r0 : s->max_batch;
         rmsnorm_fwd(s->xb, x + (size_t)r0 * C, m->final_norm, n, C, c->norm_eps, c->norm_plus_one);
         float *out = logits + (size_t)r0 * c->vocab_size;
-        matmul_fwd(out, s->xb, m->lm_head, NULL, n, C, c->vocab_size);
+        matmul_fwd(s, out, s->xb, m->lm_head, m->head_packed, NULL, n, C, c->vocab_size);
         if (c->final_softcap > 0) softcap_fwd(out, (size_t)n * c->vocab_size, c->final_softcap);
     }
 }

@@ -67,6 +67,10 @@ typedef struct {
     float *w_up;           /* (F, C) */
     float *w_down;         /* (C, F) */
     float *post_ffn_norm;  /* (C) or NULL (gemma2 only) */
+    /* Packed integer form of the linears q, k, v, o, gate, up, down (in
+     * mq_lin_kind order) while a bit plan serves them through the kernels of
+     * src/quant/kern.h; NULL: the fp32 matrix above is used. Owned by quant. */
+    const struct mq_packed *packed[7];
 } mq_layer;
 
 typedef struct mq_model {
@@ -81,6 +85,7 @@ typedef struct mq_model {
     char *tokenizer_path;  /* --tokenizer given at load, or NULL */
     char *source_kind;     /* "hf", "gguf", "llama2c" */
     struct mq_qstore *quant; /* parent codes when loaded from a matquant checkpoint, else NULL */
+    const struct mq_packed *head_packed; /* int8 packed head while head:8 is served by the kernels, else NULL */
     float **owned;         /* every fp32 buffer this model allocated */
     int n_owned, cap_owned;
 } mq_model;

@@ -3,6 +3,7 @@
  */
 #include "quant/qmodel.h"
 
+#include "quant/kern.h"
 #include "quant/ref.h"
 
 #include <string.h>
@@ -15,6 +16,9 @@ bool mq_qstore_has(const struct mq_qstore *s, int layer, mq_lin_kind kind) {
 
 void mq_qstore_free(struct mq_qstore *s) {
     if (!s) return;
+    for (int i = 0; s->packed && i < s->n; i++) mq_pack_free(&s->packed[i]);
+    free(s->packed);
+    mq_pack_free(&s->head_pk);
     mq_qlinears_free(s->q, s->n);
     mq_plan_free(&s->plan);
     free(s->head_fp);
@@ -22,26 +26,45 @@ void mq_qstore_free(struct mq_qstore *s) {
 }
 
 /* int8 round-to-nearest of the head, per row (as llama.cpp serves its output
- * tensor quantized); from the kept fp32 copy so plans can be switched. */
-static void head_int8(mq_model *m, struct mq_qstore *s, bool on) {
+ * tensor quantized), from the unquantized values so plans can be switched:
+ * untied heads are dequantized in place (the original kept in head_fp), tied
+ * ones into head_fp (tok_emb is the original). With kernels, also packed. */
+static mq_status head_int8(mq_model *m, struct mq_qstore *s, bool on, bool kernels) {
     size_t V = (size_t)m->cfg.vocab_size, C = (size_t)m->cfg.dim;
-    if (on && !s->head_fp) {
-        s->head_fp = mq_malloc(V * C * sizeof(float));
-        memcpy(s->head_fp, m->lm_head, V * C * sizeof(float));
-    }
-    if (!s->head_fp) return;
+    bool tied = m->cfg.tied_embeddings;
+    mq_pack_free(&s->head_pk);
+    m->head_packed = NULL;
     if (!on) {
-        memcpy(m->lm_head, s->head_fp, V * C * sizeof(float));
-        return;
+        if (tied) m->lm_head = m->tok_emb;
+        else if (s->head_fp) memcpy(m->lm_head, s->head_fp, V * C * sizeof(float));
+        return MQ_OK;
     }
+    if (!s->head_fp) {
+        s->head_fp = mq_malloc(V * C * sizeof(float));
+        if (!tied) memcpy(s->head_fp, m->lm_head, V * C * sizeof(float));
+    }
+    const float *orig = tied ? m->tok_emb : s->head_fp;
+    float *dst = tied ? s->head_fp : m->lm_head;
+    m->lm_head = dst;
+    uint8_t *q = kernels ? mq_malloc(V * C) : NULL, *zs = mq_malloc(V);
+    float *as = mq_malloc(V * sizeof(float));
 #pragma omp parallel for
     for (size_t r = 0; r < V; r++) {
-        float a;
-        uint8_t z;
-        const float *src = s->head_fp + r * C;
-        mq_ref_grid(src, (int)C, NULL, NULL, &a, &z);
-        for (size_t j = 0; j < C; j++) m->lm_head[r * C + j] = mq_ref_dequant_one(mq_ref_code(src[j], a, z), a, z, 8, false);
+        const float *src = orig + r * C;
+        mq_ref_grid(src, (int)C, NULL, NULL, &as[r], &zs[r]);
+        for (size_t j = 0; j < C; j++) {
+            uint8_t c = mq_ref_code(src[j], as[r], zs[r]);
+            if (q) q[r * C + j] = c;
+            dst[r * C + j] = mq_ref_dequant_one(c, as[r], zs[r], 8, false);
+        }
     }
+    mq_status st = MQ_OK;
+    if (q) {
+        st = mq_pack_build(q, as, zs, (int)V, (int)C, (int)C, 8, false, &s->head_pk);
+        if (st == MQ_OK) m->head_packed = &s->head_pk;
+    }
+    free(q); free(zs); free(as);
+    return st;
 }
 
 mq_status mq_model_apply_plan(mq_model *m, const mq_plan *p) {
@@ -49,9 +72,6 @@ mq_status mq_model_apply_plan(mq_model *m, const mq_plan *p) {
     if (!s) return mq_fail(MQ_ERR_ARG, "%s: not a matquant checkpoint; bit plans apply to checkpoints", m->source);
     if (p->n_layers != m->cfg.n_layers)
         return mq_fail(MQ_ERR_ARG, "bit plan for %d layers applied to a model with %d", p->n_layers, m->cfg.n_layers);
-    if (p->head_bits && m->cfg.tied_embeddings)
-        return mq_fail(MQ_ERR_UNSUPPORTED, "head:8 on a model with tied embeddings is not supported yet "
-                       "(the embedding table would change too)");
 #pragma omp parallel for schedule(dynamic, 1)
     for (int i = 0; i < s->n; i++) {
         const mq_qlinear *q = &s->q[i];
@@ -59,7 +79,21 @@ mq_status mq_model_apply_plan(mq_model *m, const mq_plan *p) {
         float *w = mq_linear_weight(m, q->layer, q->kind, &rows, &cols);
         mq_ref_dequant(q->q, q->scale, q->zero, q->rows, q->cols, q->group, p->bits[q->layer], p->extra[q->layer], w);
     }
-    head_int8(m, s, p->head_bits == 8);
+    bool kernels = !mq_kern_float_forced();
+    if (!s->packed) s->packed = mq_calloc((size_t)s->n, sizeof *s->packed);
+    mq_status st = MQ_OK;
+    for (int i = 0; i < s->n; i++) {
+        const mq_qlinear *q = &s->q[i];
+        int r = p->bits[q->layer];
+        bool x = p->extra[q->layer];
+        mq_pack_free(&s->packed[i]);
+        m->layers[q->layer].packed[q->kind] = NULL;
+        if (st != MQ_OK || !kernels || !mq_pack_supported(r, x)) continue;
+        st = mq_pack_build(q->q, q->scale, q->zero, q->rows, q->cols, q->group, r, x, &s->packed[i]);
+        if (st == MQ_OK) m->layers[q->layer].packed[q->kind] = &s->packed[i];
+    }
+    if (st == MQ_OK) st = head_int8(m, s, p->head_bits == 8, kernels);
+    if (st != MQ_OK) return st;
     mq_plan_free(&s->plan);
     s->plan = *p;
     s->plan.bits = mq_malloc((size_t)p->n_layers);
