@@ -1,5 +1,5 @@
 /*
- * cmd_quantize.c — `matquant quantize SRC -o OUT --method minmax|gptq`:
+ * cmd_quantize.c — `matquant quantize SRC -o OUT --method minmax|gptq|omniquant`:
  * learn one int8 parent code per weight for the widths in --train-bits and
  * write a matquant checkpoint directory (atomically). Progress per block on
  * stderr; the source model is only read.
@@ -8,6 +8,7 @@
 #include "common.h"
 #include "core/threads.h"
 #include "io/checkpoint.h"
+#include "train/omniquant.h"
 #include "train/quantize.h"
 
 #include <string.h>
@@ -52,9 +53,12 @@ int cmd_quantize(int argc, char **argv) {
     int group = 0, samples = 128, len = 512, seed = 0, threads = 0;
     float damp = 0.01f;
     bool parent_grid = false;
+    mq_omni_opts oq; /* --method omniquant */
+    mq_omni_defaults(&oq);
+    const char *omni_co = NULL;
     cli_opt opts[] = {
         {"output", 'o', OPT_STR, &out, "checkpoint directory to write (required)"},
-        {"method", 0, OPT_STR, &method, "minmax | gptq (default gptq)"},
+        {"method", 0, OPT_STR, &method, "minmax | gptq | omniquant (default gptq)"},
         {"train-bits", 0, OPT_STR, &train, "widths R trained together (default 8,4,2)"},
         {"lambda", 0, OPT_STR, &lambda, "weights lambda_r, one per width (default all 1)"},
         {"parent-grid", 0, OPT_FLAG, &parent_grid, "with one --train-bits width: keep the int8 parent grid (single-precision MatQuant) instead of the native r-bit grid"},
@@ -67,6 +71,13 @@ int cmd_quantize(int argc, char **argv) {
         {"seed", 0, OPT_INT, &seed, "sampling seed (default 0)"},
         {"tokenizer", 0, OPT_STR, &tokenizer, "tokenizer for llama2.c sources"},
         {"threads", 't', OPT_INT, &threads, "threads (default: all processors)"},
+        /* --method omniquant (train/omniquant.h) */
+        {"epochs", 0, OPT_INT, &oq.epochs, "omniquant: passes over the calibration sequences per block (default 20)"},
+        {"lr-lwc", 0, OPT_FLOAT, &oq.lr_lwc, "omniquant: AdamW lr of the LWC clipping logits (default 1e-2)"},
+        {"let", 0, OPT_FLAG, &oq.let, "omniquant: also learn LET scales between each norm and the projections reading it"},
+        {"lr-let", 0, OPT_FLOAT, &oq.lr_let, "omniquant: AdamW lr of the LET scales (default 5e-3)"},
+        {"co-distill", 0, OPT_STR, &omni_co, "omniquant: HI:LO[:W], slice LO's block output also matches slice HI's (stop-gradient), e.g. 8:2"},
+        {"resume", 0, OPT_FLAG, &oq.resume, "omniquant: continue from the finished blocks in OUT.partial/"},
         {0},
     };
     char *pos[1];
@@ -74,7 +85,8 @@ int cmd_quantize(int argc, char **argv) {
     int rc = cli_parse("quantize", "SRC -o OUT [options]",
                        "Quantize SRC (HF directory, GGUF or llama2.c .bin) into a matquant checkpoint:\n"
                        "one int8 parent code per weight whose slices to every width in --train-bits\n"
-                       "are good (MatGPTQ with --method gptq; plain MinMax with --method minmax).",
+                       "are good (MatGPTQ with --method gptq; plain MinMax with --method minmax;\n"
+                       "block-by-block learned clipping with --method omniquant).",
                        opts, argc, argv, pos, 1, &npos);
     if (rc >= 0) return rc;
     if (npos != 1 || !out) {
@@ -84,8 +96,8 @@ int cmd_quantize(int argc, char **argv) {
     mq_quant_opts o = {.method = method, .scope = scope, .group = group, .calib_samples = samples,
                        .calib_len = len, .seed = (uint64_t)seed, .damp = damp, .block = 128,
                        .progress = progress, .parent_grid = parent_grid};
-    if (strcmp(method, "minmax") && strcmp(method, "gptq")) {
-        cli_error("quantize", "--method must be minmax or gptq, got '%s'", method);
+    if (strcmp(method, "minmax") && strcmp(method, "gptq") && strcmp(method, "omniquant")) {
+        cli_error("quantize", "--method must be minmax or gptq or omniquant, got '%s'", method);
         return 2;
     }
     if (strcmp(scope, "ffn") && strcmp(scope, "all")) {
@@ -129,12 +141,38 @@ int cmd_quantize(int argc, char **argv) {
         calib = default_calib;
     }
     o.calib_path = calib;
+    bool omni = !strcmp(method, "omniquant");
+    static char omni_state[1100];
+    if (omni) { /* the OmniQuant options, checked before any work */
+        snprintf(omni_state, sizeof omni_state, "%s.partial", out);
+        oq.state_dir = omni_state;
+        int used = 0;
+        bool cd_ok = !omni_co || sscanf(omni_co, "%d:%d%n", &oq.cd_hi, &oq.cd_lo, &used) == 2;
+        if (omni_co && cd_ok && omni_co[used] == ':') {
+            char *end;
+            oq.cd_weight = strtof(omni_co + used + 1, &end);
+            cd_ok = *end == 0 && end != omni_co + used + 1;
+        } else if (omni_co && cd_ok) {
+            cd_ok = omni_co[used] == 0;
+        }
+        if (!cd_ok) {
+            cli_error("quantize", "--co-distill for omniquant is one pair HI:LO[:W], e.g. 8:2, got '%s'", omni_co);
+            return 2;
+        }
+        if (oq.epochs < 0 || !(oq.lr_lwc >= 0) || !(oq.lr_let >= 0) || !(oq.cd_weight >= 0) ||
+            (omni_co && (oq.cd_hi > 8 || oq.cd_lo < 1 || oq.cd_lo >= oq.cd_hi))) {
+            cli_error("quantize", "omniquant needs --epochs >= 0, --lr-lwc and --lr-let >= 0, and --co-distill "
+                      "HI:LO[:W] with 8 >= HI > LO >= 1, W >= 0");
+            return 2;
+        }
+        o.omni = &oq;
+    }
     if (mq_checkpoint_can_write(out)) { /* before any long work */
         cli_error("quantize", "%s", mq_last_error());
         return 1;
     }
     mq_set_threads(threads);
-    mq_model *m = tool_load_model("quantize", pos[0], tokenizer, NULL, !strcmp(method, "gptq"));
+    mq_model *m = tool_load_model("quantize", pos[0], tokenizer, NULL, strcmp(method, "minmax") != 0);
     if (!m) return 1;
     mq_qmeta meta = {.format_version = 1, .parent_bits = 8, .group_size = group, .n_train = o.n_train,
                      .grid_bits = mq_quant_grid_bits(&o)};
@@ -146,6 +184,10 @@ int cmd_quantize(int argc, char **argv) {
     if (!strcmp(method, "gptq"))
         snprintf(meta.calibration, sizeof meta.calibration, "%s: %d x %d tokens, seed %d, damp %g",
                  calib, samples, len, seed, damp);
+    else if (omni)
+        snprintf(meta.calibration, sizeof meta.calibration, "%s: %d x %d tokens, seed %d, %d epochs, lr-lwc %g%s%s%s",
+                 calib, samples, len, seed, oq.epochs, oq.lr_lwc, oq.let ? ", LET" : "",
+                 omni_co ? ", co-distill " : "", omni_co ? omni_co : "");
     else
         snprintf(meta.calibration, sizeof meta.calibration, "none");
     mq_qlinear *q = NULL;
@@ -156,6 +198,7 @@ int cmd_quantize(int argc, char **argv) {
     } else {
         fprintf(stderr, "quantize: wrote %s (%d linears, method %s, R = {%s}, %.1fs)\n", out, n, method,
                 train, (mq_now_ms() - t0) / 1e3);
+        if (omni) mq_omni_state_remove(omni_state); /* the checkpoint holds everything now */
         ret = 0;
     }
     mq_qlinears_free(q, n);
