@@ -9,9 +9,14 @@
  * Covers src/train/ops_lm.c, src/train/qat.c.
  */
 #include "check.h"
+#include "nn/model.h"
+#include "quant/ref.h"
+#include "train/ops.h"
 #include "train/ops_lm.h"
+#include "train/qat.h"
 
 #include <math.h>
+#include <omp.h>
 #include <string.h>
 
 /* ------------------------------------------------------------ helpers */
@@ -157,9 +162,266 @@ static void test_schedule(void) {
     CHECK(mq_clip_factor(0.5, 1.0f) == 1.0f && mq_clip_factor(13.0, 0.0f) == 1.0f, "no clipping");
 }
 
+/* ------------------------------------------------ whole-model gradient */
+
+#define TINY "tests/golden/models/llama"
+
+static mq_qat *tiny_trainer(const mq_model *m, const char *scope, int B, int T, bool no_quant, int co) {
+    mq_qat_opts o;
+    mq_qat_defaults(&o);
+    o.scope = scope;
+    o.batch = B, o.seq_len = T, o.no_quant = no_quant;
+    if (co) {
+        o.n_co = 1, o.co_from[0] = 8, o.co_to[0] = 2, o.co_weight[0] = 0.5f;
+    }
+    o.lambda[2] = 2.0f;
+    mq_qat *t = NULL;
+    mq_status st = mq_qat_new(m, &o, &t);
+    CHECK(st == MQ_OK, "mq_qat_new: %s", mq_last_error());
+    return t;
+}
+
+static void tiny_tokens(int32_t *tok, int n, int V) {
+    for (int i = 0; i < n; i++) tok[i] = (int32_t)((i * 37 + 11) % V);
+}
+
+/* The teacher pass of qat.c equals the inference forward (nn/forward.c). */
+static void test_teacher_forward(const mq_model *m) {
+    int B = 2, T = 9, V = m->cfg.vocab_size;
+    mq_qat *t = tiny_trainer(m, "all", B, T, true, 0);
+    if (!t) return;
+    int32_t tok[18];
+    tiny_tokens(tok, B * T, V);
+    double loss;
+    CHECK(mq_qat_loss(t, tok, false, 1.0f, &loss, NULL) == MQ_OK, "loss: %s", mq_last_error());
+    /* unperturbed student without quantization = teacher: KL exactly 0 */
+    CHECK(loss == 0.0, "no-quant student at the teacher's weights: KL %g", loss);
+    mq_state *s = mq_state_new(m, T, T);
+    float *lg = mq_malloc((size_t)T * V * 4);
+    for (int b = 0; b < B; b++) {
+        mq_forward(m, s, tok + b * T, T, 0, lg, true);
+        mq_log_softmax_fwd(lg, lg, T, V);
+        CHECK_CLOSE("teacher log-probs vs mq_forward", mq_qat_teacher_logp(t) + (size_t)b * T * V, lg,
+                    (size_t)T * V, 1e-5, 1e-5);
+    }
+    free(lg);
+    mq_state_free(s);
+    mq_qat_free(t);
+}
+
+/* Directional derivative and sampled per-element central differences of the
+ * distillation loss (no quantization: the function is smooth) with respect to
+ * every trained tensor, over the whole model (scope all: attention too). */
+static void test_model_gradient(const mq_model *m) {
+    int B = 2, T = 7, V = m->cfg.vocab_size;
+    mq_qat *t = tiny_trainer(m, "all", B, T, true, 1);
+    if (!t) return;
+    int32_t tok[14];
+    tiny_tokens(tok, B * T, V);
+    size_t n = mq_qat_n_params(t);
+    float *p = mq_qat_params(t), *g = mq_qat_grads(t);
+    float *p0 = mq_malloc(n * 4), *dir = mq_malloc(n * 4);
+    /* move the student away from the teacher so the loss is not at its minimum */
+    for (int i = 0; i < mq_qat_n_tensors(t); i++) {
+        size_t off, sz;
+        const char *nm = mq_qat_tensor(t, i, &off, &sz);
+        if (strstr(nm, ".weight"))
+            for (size_t j = 0; j < sz; j++) p[off + j] *= 1.0f + 0.3f * frand();
+    }
+    memcpy(p0, p, n * 4);
+    mq_qat_zero_grads(t);
+    double l0, ps[8];
+    CHECK(mq_qat_loss(t, tok, true, 1.0f, &l0, ps) == MQ_OK, "loss: %s", mq_last_error());
+    CHECK(l0 > 1e-3 && ps[0] > 0 && ps[2] > 0, "perturbed student has a loss: %g", l0);
+    /* directional derivative, double-checked at two step sizes */
+    double gd = 0;
+    for (size_t i = 0; i < n; i++) {
+        dir[i] = frand();
+        gd += (double)g[i] * dir[i];
+    }
+    /* Richardson extrapolation of central differences at h and h/2 (error O(h^4)) */
+    double fdh[2];
+    for (int pass = 0; pass < 2; pass++) {
+        double h = pass ? 5e-4 : 1e-3, lp, lm;
+        for (size_t i = 0; i < n; i++) p[i] = p0[i] + (float)(h * dir[i]);
+        mq_qat_loss(t, tok, false, 1.0f, &lp, NULL);
+        for (size_t i = 0; i < n; i++) p[i] = p0[i] - (float)(h * dir[i]);
+        mq_qat_loss(t, tok, false, 1.0f, &lm, NULL);
+        fdh[pass] = (lp - lm) / (2 * h);
+    }
+    double rich = (4 * fdh[1] - fdh[0]) / 3;
+    CHECK(fabs(rich - gd) <= 2e-3 * fabs(gd), "directional derivative: fd %.9g (h: %.9g, h/2: %.9g) vs grad %.9g",
+          rich, fdh[0], fdh[1], gd);
+    memcpy(p, p0, n * 4);
+    /* per element: the largest-gradient entry of every weight tensor, and one more */
+    for (int i = 0; i < mq_qat_n_tensors(t); i++) {
+        size_t off, sz;
+        const char *nm = mq_qat_tensor(t, i, &off, &sz);
+        if (!strstr(nm, ".weight")) continue;
+        size_t best = off;
+        for (size_t j = off; j < off + sz; j++) best = fabsf(g[j]) > fabsf(g[best]) ? j : best;
+        size_t pick[2] = {best, off + (sz * 7) / 13};
+        for (int k = 0; k < 2; k++) {
+            size_t j = pick[k];
+            double h = 1e-3, lp, lm;
+            p[j] = p0[j] + (float)h;
+            mq_qat_loss(t, tok, false, 1.0f, &lp, NULL);
+            p[j] = p0[j] - (float)h;
+            mq_qat_loss(t, tok, false, 1.0f, &lm, NULL);
+            p[j] = p0[j];
+            float fd = (float)((lp - lm) / (2 * h)), an = g[j];
+            char what[160];
+            snprintf(what, sizeof what, "d loss / d %s[%zu]", nm, j - off);
+            CHECK_CLOSE(what, &an, &fd, 1, 2e-5, 2e-2);
+        }
+    }
+    /* the LWC logits get no gradient without quantization */
+    double lwc = 0;
+    for (int i = 0; i < mq_qat_n_tensors(t); i++) {
+        size_t off, sz;
+        if (strstr(mq_qat_tensor(t, i, &off, &sz), ".lwc_"))
+            for (size_t j = off; j < off + sz; j++) lwc += fabs(g[j]);
+    }
+    CHECK(lwc == 0, "lwc gradient without quantization: %g", lwc);
+    free(p0);
+    free(dir);
+    mq_qat_free(t);
+}
+
+/* With quantization: gradients reach W and both LWC logits of every linear,
+ * the loss is larger at 2 bits than at 8, and folding the trained ranges into
+ * parent codes (mq_qat_finish) dequantizes to exactly what the fake quantizer
+ * produced at every width. */
+static void test_quant_and_fold(void) {
+    mq_model *m = NULL;
+    if (mq_model_load(TINY, NULL, &m)) {
+        CHECK(0, "load %s: %s", TINY, mq_last_error());
+        return;
+    }
+    int B = 2, T = 8, V = m->cfg.vocab_size;
+    mq_qat *t = tiny_trainer(m, "ffn", B, T, false, 1);
+    if (!t) {
+        mq_model_free(m);
+        return;
+    }
+    int32_t tok[16];
+    tiny_tokens(tok, B * T, V);
+    double l, ps[8];
+    mq_qat_zero_grads(t);
+    CHECK(mq_qat_loss(t, tok, true, 1.0f, &l, ps) == MQ_OK, "loss: %s", mq_last_error());
+    CHECK(ps[2] > ps[1] && ps[1] > ps[0] && ps[0] > 0, "KL by width: 8 %g, 4 %g, 2 %g", ps[0], ps[1], ps[2]);
+    float *g = mq_qat_grads(t), *p = mq_qat_params(t);
+    for (int i = 0; i < mq_qat_n_tensors(t); i++) {
+        size_t off, sz;
+        const char *nm = mq_qat_tensor(t, i, &off, &sz);
+        double s = 0;
+        for (size_t j = off; j < off + sz; j++) s += fabs(g[j]);
+        CHECK(s > 0 && isfinite(s), "gradient of %s: %g", nm, s);
+    }
+    /* a few optimizer steps move the clipping logits */
+    for (int k = 0; k < 3; k++) {
+        mq_qat_zero_grads(t);
+        mq_qat_loss(t, tok, true, 1.0f, &l, NULL);
+        CHECK(mq_qat_apply(t, NULL) == MQ_OK, "apply: %s", mq_last_error());
+    }
+    CHECK(mq_qat_step(t) == 3, "step counter %lld", (long long)mq_qat_step(t));
+    int nt = mq_qat_n_tensors(t);
+    float **fq = mq_malloc((size_t)nt * sizeof *fq);
+    int widths[3] = {8, 4, 2};
+    mq_qlinear *q = NULL;
+    int nq = 0;
+    /* fake-quantized weights at each width, before folding */
+    float *want = NULL;
+    size_t total = 0;
+    for (int i = 0; i < nt; i += 3) {
+        size_t sz;
+        mq_qat_tensor(t, i, NULL, &sz);
+        total += sz;
+    }
+    want = mq_malloc(total * 3 * 4);
+    size_t at = 0;
+    for (int wi = 0; wi < 3; wi++)
+        for (int i = 0; i < nt; i += 3) {
+            size_t ow, ou, ol, sz;
+            const char *nm = mq_qat_tensor(t, i, &ow, &sz);
+            mq_qat_tensor(t, i + 1, &ou, NULL);
+            mq_qat_tensor(t, i + 2, &ol, NULL);
+            int cols = strstr(nm, "down_proj") ? m->cfg.hidden_dim : m->cfg.dim;
+            mq_fq_shape s = {.rows = (int)(sz / cols), .cols = cols, .group = 0, .grid_bits = 8, .bits = widths[wi]};
+            fakequant_fwd(want + at, p + ow, p + ou, p + ol, &s);
+            at += sz;
+        }
+    free(fq);
+    CHECK(mq_qat_finish(t, m, &q, &nq) == MQ_OK, "finish: %s", mq_last_error());
+    CHECK(nq == nt / 3, "%d linears folded", nq);
+    float *got = mq_malloc(total * 3 * 4);
+    at = 0;
+    for (int wi = 0; wi < 3; wi++)
+        for (int i = 0; i < nq; i++) {
+            mq_ref_dequant(q[i].q, q[i].scale, q[i].zero, q[i].rows, q[i].cols, q[i].group, widths[wi], false, got + at);
+            at += (size_t)q[i].rows * q[i].cols;
+        }
+    int same = memcmp(got, want, total * 3 * 4) == 0;
+    CHECK(same, "folded codes dequantize bit-exactly to the fake quantizer's weights at 8, 4 and 2 bits");
+    /* the model's scoped weights now hold the int8 dequantization */
+    int r, c;
+    float *w0 = mq_linear_weight(m, 0, MQ_LIN_UP, &r, &c);
+    CHECK(memcmp(w0, got + (size_t)1 * r * c, (size_t)r * c * 4) == 0 || q[1].kind != MQ_LIN_UP,
+          "model weight replaced by its int8 dequantization");
+    free(got);
+    free(want);
+    mq_qlinears_free(q, nq);
+    mq_qat_free(t);
+    mq_model_free(m);
+}
+
+/* Bad options are refused with a message naming them. */
+static void test_bad_options(const mq_model *m) {
+    mq_qat_opts o;
+    mq_qat *t = NULL;
+    struct { void (*set)(mq_qat_opts *); const char *want; } cases[] = {
+        {NULL, NULL},
+    };
+    (void)cases;
+    mq_qat_defaults(&o);
+    o.n_co = 1, o.co_from[0] = 2, o.co_to[0] = 8, o.co_weight[0] = 1;
+    CHECK(mq_qat_new(m, &o, &t) == MQ_ERR_ARG && strstr(mq_last_error(), "wider"), "co-distill 2:8: %s",
+          mq_last_error());
+    mq_qat_defaults(&o);
+    o.n_co = 1, o.co_from[0] = 6, o.co_to[0] = 2, o.co_weight[0] = 1;
+    CHECK(mq_qat_new(m, &o, &t) == MQ_ERR_ARG && strstr(mq_last_error(), "in --train-bits"), "co-distill 6:2: %s",
+          mq_last_error());
+    mq_qat_defaults(&o);
+    o.train_bits[1] = 8;
+    CHECK(mq_qat_new(m, &o, &t) == MQ_ERR_ARG && strstr(mq_last_error(), "twice"), "8,8,2: %s", mq_last_error());
+    mq_qat_defaults(&o);
+    o.seq_len = 100000;
+    CHECK(mq_qat_new(m, &o, &t) == MQ_ERR_ARG && strstr(mq_last_error(), "--seq-len"), "seq-len: %s",
+          mq_last_error());
+    mq_qat_defaults(&o);
+    o.group = 48;
+    CHECK(mq_qat_new(m, &o, &t) == MQ_ERR_ARG && strstr(mq_last_error(), "--group-size"), "group: %s",
+          mq_last_error());
+    mq_qat_defaults(&o);
+    o.data_path = "/nonexistent/data.txt";
+    CHECK(mq_qat_new(m, &o, &t) != MQ_OK && t == NULL, "missing data: %s", mq_last_error());
+}
+
 int main(void) {
+    /* tiny sizes: one thread (a parallel region costs more than the work on a shared machine) */
+    omp_set_num_threads(1);
     test_kl_xent();
     test_head_embed();
     test_schedule();
+    mq_model *m = NULL;
+    if (mq_model_load(TINY, NULL, &m) == MQ_OK) {
+        test_teacher_forward(m);
+        test_model_gradient(m);
+        test_bad_options(m);
+        mq_model_free(m);
+    } else {
+        CHECK(0, "load %s: %s", TINY, mq_last_error());
+    }
+    test_quant_and_fold();
     return check_done("test_qat");
 }
