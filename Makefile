@@ -66,7 +66,13 @@ demo: deps
 	@$(MAKE) --no-print-directory all
 	@scripts/demo.sh
 
-bench: all
+# The machine's ceilings (read bandwidth, FMA and VNNI peaks): bench/membw.c.
+$(BUILD)/membw: bench/membw.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -O2 -g -Wall -Wextra $(WERROR) -fopenmp -D_GNU_SOURCE -mavx512f -mavx512bw -mavx512vl \
+	    -mavx512vnni -mfma $< -o $@
+
+bench: all $(BUILD)/membw
 	@bench/run.sh
 
 golden:

@@ -47,5 +47,34 @@ for k in scalar avx2 avx512; do
   done <<< "$joined"
 done
 
+# matquant bench: help, usage errors, a fp32 model, JSON rows of a checkpoint
+expect_error() { # CODE PATTERN -- command...: exit CODE, one stderr line matching PATTERN
+  local code=$1 pat=$2; shift 3
+  local err rc; err=$("$@" 2>&1 >/dev/null); rc=$?
+  if [ "$rc" -ne "$code" ] || [ "$(printf '%s\n' "$err" | grep -c .)" -ne 1 ] || ! printf '%s' "$err" | grep -Eq -- "$pat"; then
+    bad "$* -> exit $rc, stderr '$err' (want $code, /$pat/)"; else ok; fi
+}
+"$bin" bench --help | grep -q -- "--json" && ok || bad "bench --help"
+expect_error 2 "expected one MODEL" -- "$bin" bench
+expect_error 2 "must be >= 1" -- "$bin" bench "$q" -p 0
+expect_error 2 "must be >= 1" -- "$bin" bench "$q" --reps 0
+expect_error 2 "unknown option" -- "$bin" bench "$q" --frobnicate
+expect_error 2 "bit plan '9'" -- "$bin" bench "$q" --bits 9
+expect_error 1 "applies to matquant checkpoints" -- "$bin" bench "$m" --bits 4
+expect_error 1 "exceeds the model's context" -- "$bin" bench "$q" -p 400 -n 200
+expect_error 1 "no such file" -- "$bin" bench /nonexistent.gguf
+out=$("$bin" bench "$m" -p 8 -n 4 --reps 1 -t 1 --json 2>/dev/null)
+printf '%s' "$out" | grep -q '^{"bits":"fp32"' && ok || bad "bench of a fp32 model: $out"
+out=$("$bin" bench "$q" --bits "8;2x" -p 8 -n 4 --reps 3 -t 1 --json 2>/dev/null); rc=$?
+js=$(printf '%s\n' "$out" | grep '^{')
+[ $rc -eq 0 ] && [ "$(printf '%s\n' "$js" | grep -c .)" -eq 2 ] && ok || bad "bench rows (rc $rc): $out"
+for f in bits pp_tps tg_tps bytes_per_token gbps eff_bits threads; do
+  [ "$(printf '%s\n' "$js" | grep -c "\"$f\":")" -eq 2 ] && ok || bad "bench json lacks $f: $js"
+done
+b8=$(printf '%s\n' "$js" | sed -n 1p | sed -E 's/.*"bytes_per_token":([0-9]+).*/\1/')
+b2=$(printf '%s\n' "$js" | sed -n 2p | sed -E 's/.*"bytes_per_token":([0-9]+).*/\1/')
+[ -n "$b8" ] && [ -n "$b2" ] && [ "$b2" -lt "$b8" ] && ok || bad "2x reads $b2 bytes per token, 8 reads $b8"
+printf '%s\n' "$js" | grep -q '"tg_tps":0.000' && bad "zero generation speed: $js" || ok
+
 echo "test_kern_model.sh: $pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -15,6 +15,7 @@ int cmd_run(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 /* ---- option parsing ----
  * Each command describes its options in a table; cli_parse fills the

@@ -20,6 +20,7 @@ static const struct {
     {"run", cmd_run, "generate text from a prompt"},
     {"eval", cmd_eval, "perplexity (and more) of a model on a text file"},
     {"inspect", cmd_inspect, "list the tensors and metadata of a safetensors or GGUF file"},
+    {"bench", cmd_bench, "prompt and generation speed per bit plan, bytes per token, bandwidth"},
 };
 #define N_COMMANDS (int)(sizeof commands / sizeof commands[0])
 
