@@ -715,7 +715,11 @@ static mq_status load_state(mq_qat *t) {
     const char *path = t->o.state_path;
     mq_map mp;
     mq_status st = mq_map_file(path, &mp);
-    if (st) return mq_fail(st, "qat: --resume: cannot read the training state %s (%s)", path, mq_last_error());
+    if (st) {
+        char why[400];
+        snprintf(why, sizeof why, "%s", mq_last_error());
+        return mq_fail(st, "qat: --resume: cannot read the training state (%s)", why);
+    }
     size_t nb = t->n_params * sizeof(float);
     state_header h;
     st = MQ_OK;
@@ -779,6 +783,8 @@ mq_status mq_qat_train(mq_qat *t, bool *done) {
         if ((st = load_state(t))) return st;
         say(t, "resumed %s at step %lld/%lld", o->state_path, (long long)t->step, (long long)t->total);
     }
+    say(t, "qat: %lld steps of %d x %d tokens (x %d accumulated), %zu trained parameters in %d tensors",
+        (long long)t->total, t->B, t->T, o->accum, t->n_params, t->n_t);
     int log_every = o->log_every > 0 ? o->log_every : 10;
     int64_t ran = 0;
     double t0 = mq_now_ms(), tw = t0;
@@ -888,8 +894,6 @@ mq_status mq_qat_quantize(mq_model *m, const mq_qat_opts *o, mq_qlinear **out, i
     mq_qat *t;
     mq_status st = mq_qat_new(m, o, &t);
     if (st) return st;
-    say(t, "qat: %lld steps of %d x %d tokens (x %d accumulated), %zu trained parameters in %d tensors",
-        (long long)t->total, t->B, t->T, o->accum, t->n_params, t->n_t);
     st = mq_qat_train(t, done);
     if (st == MQ_OK && !*done && o->state_path) {
         /* stopped early: make sure the state of the last step is on disk */
