@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# The issue-4 table: MatQuant on OmniQuant against OmniQuant baselines, all
+# from the committed code, FFN scope, per output channel, the same
+# calibration token budget (SAMPLES x LEN tokens x EPOCHS passes) for every
+# learned row. Perplexity and KL divergence to the unquantized model at
+# int8, int6, int4, int3, int2 and 2x (extra precision) where the row has
+# those widths (single-width baselines on their native grid only at their
+# own width; the int8 baseline is sliced like a MinMax int8 model).
+#
+#   bench/omniquant_table.sh stories260K   # llama2.c model, TinyStories text (tail calibrates, head evaluates)
+#   bench/omniquant_table.sh smollm2       # SmolLM2-135M (GGUF), WikiText-2 eval, C4 calibration
+#
+# Environment: SAMPLES, LEN, EPOCHS (budget), CHUNKS (eval chunks), OUT
+# (work directory, default /tmp/mq-omni-table), BIN (default build/matquant),
+# ROWS (space-separated subset of the row names below). Prints a markdown
+# table, then the throughput of the MatQuant R={8,4,2} run (calibration
+# tokens/s per block, GFLOP/s of the block's linear products) next to the
+# machine's fp32 FMA peak measured here; JSON lines of every eval go to
+# $OUT/<model>.jsonl, quantize logs to $OUT/<model>-<row>.log.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+which=${1:-stories260K}
+data=${MQ_SHARED_DATA:-../shared/data}
+bin=${BIN:-build/matquant}
+out=${OUT:-/tmp/mq-omni-table}
+mkdir -p "$out"
+case "$which" in
+  stories260K)
+    model=$data/stories260K/stories260K.bin; tok=(--tokenizer "$data/stories260K/tok512.bin")
+    ppl=$data/tinystories/tinystories_validation_head.txt; ctx=256
+    calib=$out/tinystories_tail.txt
+    tail -c 300000 "$ppl" | sed '1d' > "$calib"
+    : "${CHUNKS:=100}" "${SAMPLES:=64}" "${LEN:=256}" "${EPOCHS:=5}" ;;
+  smollm2)
+    model=$(scripts/get-models.sh | tail -n 1); tok=()
+    ppl=$data/wikitext2/wikitext-2-raw-v1.test.joined.txt; ctx=512
+    calib=$data/c4/c4-validation.00000-of-00008.head1025.jsonl
+    : "${CHUNKS:=16}" "${SAMPLES:=8}" "${LEN:=512}" "${EPOCHS:=2}" ;;
+  *) echo "usage: $0 stories260K|smollm2" >&2; exit 2 ;;
+esac
+[ -x "$bin" ] || make -s
+json=$out/$which.jsonl
+: > "$json"
+budget=(--calib "$calib" --calib-samples "$SAMPLES" --calib-len "$LEN" --epochs "$EPOCHS")
+
+# quant NAME METHOD TRAIN-BITS [extra options]: quantize once (kept in $out)
+quant() {
+  local name=$1 method=$2 bits=$3; shift 3
+  local dir=$out/$which-$name
+  if [ ! -d "$dir" ]; then
+    echo "== quantize $name ($method, R={$bits} $*)" >&2
+    "$bin" quantize "$model" "${tok[@]}" -o "$dir" --method "$method" --train-bits "$bits" --scope ffn \
+      "${budget[@]}" "$@" 2> "$out/$which-$name.log" || { tail -n 5 "$out/$which-$name.log" >&2; exit 1; }
+  fi
+}
+# ev NAME LABEL PLANS
+ev() {
+  local name=$1 label=$2 plans=$3
+  echo "== eval $name at $plans" >&2
+  "$bin" eval "$out/$which-$name" --bits "$plans" --base "$model" --ppl "$ppl" --ctx "$ctx" --chunks "$CHUNKS" \
+    --json -q 2>/dev/null | grep '^{' | sed "s/^{/{\"row\":\"$label\",/" >> "$json"
+}
+all="8,6,4,3,2,2x"
+rows=${ROWS:-"minmax omni8 omni4 omni2 mat111 mat114 matcd sp2"}
+for r in $rows; do
+  case $r in
+    minmax) quant minmax minmax 8;               ev minmax "MinMax int8 (sliced)" "$all" ;;
+    omni8)  quant omni8 omniquant 8;              ev omni8 "OmniQuant R={8} (sliced)" "$all" ;;
+    omni4)  quant omni4 omniquant 4;              ev omni4 "OmniQuant R={4}" "4" ;;
+    omni2)  quant omni2 omniquant 2;              ev omni2 "OmniQuant R={2}" "2" ;;
+    mat111) quant mat111 omniquant 8,4,2;         ev mat111 "MatQuant R={8,4,2} λ=(1,1,1)" "$all" ;;
+    mat114) quant mat114 omniquant 8,4,2 --lambda 1,1,4; ev mat114 "MatQuant R={8,4,2} λ=(1,1,4)" "$all" ;;
+    matcd)  quant matcd omniquant 8,4,2 --co-distill 8:2; ev matcd "MatQuant R={8,4,2} + co-distill 8→2" "$all" ;;
+    sp2)    quant sp2 omniquant 2 --parent-grid;  ev sp2 "Single-precision MatQuant R={2}" "$all" ;;
+    *) echo "unknown row $r" >&2; exit 2 ;;
+  esac
+done
+
+# one table: a row per model, a column per width, "ppl (KL)"
+echo "| $which, FFN, per channel | int8 | int6 | int4 | int3 | int2 | 2x (eff. bits) |"
+echo "|---|---|---|---|---|---|---|"
+awk '
+  { row = $0; sub(/.*"row":"/, "", row); sub(/".*/, "", row)
+    b = $0; sub(/.*"bits":"/, "", b); sub(/".*/, "", b)
+    p = $0; sub(/.*"ppl":/, "", p); sub(/,.*/, "", p)
+    k = $0; sub(/.*"kl":/, "", k); sub(/[,}].*/, "", k)
+    e = $0; sub(/.*"eff_bits":/, "", e); sub(/,.*/, "", e)
+    if (!(row in seen)) { seen[row] = 1; order[++n] = row }
+    cell[row, b] = sprintf("%.3f (%.4f)", p, k); if (b == "2x") eff[row] = e }
+  END { split("8 6 4 3 2 2x", ws, " ")
+        for (i = 1; i <= n; i++) { r = order[i]; line = "| " r
+          for (j = 1; j <= 6; j++) { c = cell[r, ws[j]]; if (c == "") c = "–"
+            if (ws[j] == "2x" && c != "–") c = c " " sprintf("%.3f", eff[r]); line = line " | " c }
+          print line " |" } }' "$json"
+echo
+echo "eval: $ppl, ctx $ctx, $CHUNKS chunks; cells: perplexity (KL to the unquantized model, nats/token)."
+echo "calibration: $calib, $SAMPLES x $LEN tokens, $EPOCHS epochs per block for every learned row; AdamW lr 1e-2, wd 0, LWC init 4.0."
+
+# throughput of the MatQuant R={8,4,2} run, from its log
+log=$out/$which-mat111.log
+if [ -f "$log" ]; then
+  peak=$(mktemp -d)/peak
+  cat > "$peak.c" <<'EOF'
+/* fp32 FMA peak of one core: 12 independent chains of 16-wide FMAs */
+#include <immintrin.h>
+#include <stdio.h>
+#include <time.h>
+int main(void) {
+    __m512 a[12], m = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
+    for (int i = 0; i < 12; i++) a[i] = _mm512_set1_ps((float)i);
+    long n = 100000000;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (long k = 0; k < n; k++)
+        for (int i = 0; i < 12; i++) a[i] = _mm512_fmadd_ps(a[i], m, c);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    float s = 0;
+    for (int i = 0; i < 12; i++) s += _mm512_reduce_add_ps(a[i]);
+    double dt = (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9;
+    printf("%.1f %g\n", 2.0 * 16 * 12 * n / dt / 1e9, s);
+    return 0;
+}
+EOF
+  cc -O2 -mavx512f -o "$peak" "$peak.c"
+  per_core=$("$peak" | cut -d' ' -f1); cores=$(nproc)
+  awk -v pc="$per_core" -v nc="$cores" '
+    /trained:/ { for (i = 1; i <= NF; i++) { if ($i == "tokens/s;") tps[++n] = $(i-1); if ($i == "GFLOP/s") gf[n] = $(i-1) } }
+    END { if (!n) exit
+          for (i = 1; i <= n; i++) { st += tps[i]; sg += gf[i] }
+          printf "throughput (MatQuant R={8,4,2}, %d blocks): %.0f calibration tokens/s per block on average (3 widths, forward+backward each); ", n, st/n
+          printf "linear products %.1f GFLOP/s = %.0f%% of the measured fp32 FMA peak %.1f GFLOP/s (%d cores x %.1f)\n", sg/n, 100*sg/n/(pc*nc), pc*nc, nc, pc }' "$log"
+  echo "(the machine is shared: the peak and the products are measured under whatever else runs)"
+fi
