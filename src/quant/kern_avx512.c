@@ -166,6 +166,7 @@ static void gemv_avx512(const mq_packed *p, int o0, int o1, const mq_kact *a, fl
 INLINE void gemm_tile(const mq_packed *p, int o0, int o1, const mq_kact *a, int t0, float *y, int ldy,
                       const int r, const int nt) {
     int nc = p->kp / MQ_PACK_CHUNK, ng = p->ngroups, kp = a->kp;
+    int cpg = ng == 1 ? nc : p->group / MQ_PACK_CHUNK; /* chunks per group, 0 for groups of 32 */
     const int8_t *x = a->q + (size_t)t0 * kp;
     const float *dv = a->dvec + (size_t)t0 * (kp / 4);
     for (int o = o0; o < o1; o++) {
@@ -173,13 +174,31 @@ INLINE void gemm_tile(const mq_packed *p, int o0, int o1, const mq_kact *a, int 
         const float *s = p->scale + (size_t)o * ng;
         __m512 acc[NT];
         for (int i = 0; i < nt; i++) acc[i] = _mm512_setzero_ps();
-        for (int c = 0; c < nc; c++) {
-            __m512i W = unpack(w + (size_t)c * 8 * r, r);
-            __m512 S = chunk_scale(p, s, c);
-            for (int i = 0; i < nt; i++) {
-                __m512i P = chunk_dot(W, x + (size_t)i * kp + (size_t)c * MQ_PACK_CHUNK);
-                __m512 m = _mm512_mul_ps(_mm512_load_ps(dv + (size_t)i * (kp / 4) + (size_t)c * 16), S);
-                acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(P), m, acc[i]);
+        if (cpg > 0) { /* whole chunks per group: scale once per group */
+            for (int c0 = 0, g = 0; c0 < nc; c0 += cpg, g++) {
+                __m512 ga[NT];
+                for (int i = 0; i < nt; i++) ga[i] = _mm512_setzero_ps();
+                int c1 = c0 + cpg < nc ? c0 + cpg : nc;
+                for (int c = c0; c < c1; c++) {
+                    __m512i W = unpack(w + (size_t)c * 8 * r, r);
+                    for (int i = 0; i < nt; i++) {
+                        __m512i P = chunk_dot(W, x + (size_t)i * kp + (size_t)c * MQ_PACK_CHUNK);
+                        ga[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(P),
+                                                _mm512_load_ps(dv + (size_t)i * (kp / 4) + (size_t)c * 16), ga[i]);
+                    }
+                }
+                __m512 S = _mm512_set1_ps(s[g]);
+                for (int i = 0; i < nt; i++) acc[i] = _mm512_fmadd_ps(ga[i], S, acc[i]);
+            }
+        } else { /* groups of 32: a per-lane scale per chunk */
+            for (int c = 0; c < nc; c++) {
+                __m512i W = unpack(w + (size_t)c * 8 * r, r);
+                __m512 S = chunk_scale(p, s, c);
+                for (int i = 0; i < nt; i++) {
+                    __m512i P = chunk_dot(W, x + (size_t)i * kp + (size_t)c * MQ_PACK_CHUNK);
+                    __m512 m = _mm512_mul_ps(_mm512_load_ps(dv + (size_t)i * (kp / 4) + (size_t)c * 16), S);
+                    acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(P), m, acc[i]);
+                }
             }
         }
         for (int i = 0; i < nt; i++)
