@@ -407,6 +407,100 @@ static void test_bad_options(const mq_model *m) {
     CHECK(mq_qat_new(m, &o, &t) != MQ_OK && t == NULL, "missing data: %s", mq_last_error());
 }
 
+/* ------------------------------------------------------ PyTorch golden */
+
+static int json_floats(const cJSON *a, float *out, int cap) {
+    int n = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, a) {
+        if (n < cap) out[n] = (float)e->valuedouble;
+        n++;
+    }
+    return n;
+}
+
+static void test_golden(void) {
+    const char *dir = "tests/golden/qat_tiny";
+    cJSON *j = check_read_json("tests/golden/qat_tiny/golden.json");
+    mq_model *m = NULL;
+    if (!j || mq_model_load(dir, NULL, &m)) {
+        CHECK(0, "golden %s missing or unreadable (python3 scripts/golden_qat.py): %s", dir, mq_last_error());
+        cJSON_Delete(j);
+        return;
+    }
+    int B = cJSON_GetObjectItem(j, "B")->valueint, T = cJSON_GetObjectItem(j, "T")->valueint;
+    int steps = cJSON_GetObjectItem(j, "steps")->valueint;
+    mq_qat_opts o;
+    mq_qat_defaults(&o);
+    o.scope = "all", o.group = 0, o.batch = B, o.seq_len = T;
+    o.n_train = json_floats(cJSON_GetObjectItem(j, "bits"), o.lambda, 8);
+    for (int i = 0; i < o.n_train; i++) o.train_bits[i] = (int)o.lambda[i];
+    json_floats(cJSON_GetObjectItem(j, "lambda"), o.lambda, 8);
+    float co[3];
+    json_floats(cJSON_GetObjectItem(j, "co_distill"), co, 3);
+    o.n_co = 1, o.co_from[0] = (int)co[0], o.co_to[0] = (int)co[1], o.co_weight[0] = co[2];
+    o.lr = (float)cJSON_GetObjectItem(j, "lr")->valuedouble;
+    o.lr_clip = (float)cJSON_GetObjectItem(j, "lr_clip")->valuedouble;
+    o.weight_decay = (float)cJSON_GetObjectItem(j, "weight_decay")->valuedouble;
+    o.min_lr_frac = (float)cJSON_GetObjectItem(j, "min_lr_frac")->valuedouble;
+    o.warmup = cJSON_GetObjectItem(j, "warmup")->valueint;
+    o.clip_norm = (float)cJSON_GetObjectItem(j, "clip")->valuedouble;
+    o.tokens = (int64_t)steps * B * T;
+    mq_qat *t = NULL;
+    CHECK(mq_qat_new(m, &o, &t) == MQ_OK && mq_qat_total_steps(t) == steps, "golden trainer: %s", mq_last_error());
+    if (!t) goto out;
+    const cJSON *toks = cJSON_GetObjectItem(j, "tokens"), *grads = cJSON_GetObjectItem(j, "grad0");
+    float want_loss[64], got_loss[64];
+    json_floats(cJSON_GetObjectItem(j, "losses"), want_loss, 64);
+    int32_t *tok = mq_malloc((size_t)B * T * sizeof(int32_t));
+    float *buf = mq_malloc((size_t)B * T * sizeof(float));
+    for (int s = 0; s < steps && s < 64; s++) {
+        json_floats(cJSON_GetArrayItem(toks, s), buf, B * T);
+        for (int i = 0; i < B * T; i++) tok[i] = (int32_t)buf[i];
+        mq_qat_zero_grads(t);
+        double l, ps[8];
+        CHECK(mq_qat_loss(t, tok, true, 1.0f, &l, ps) == MQ_OK, "golden step %d: %s", s, mq_last_error());
+        got_loss[s] = (float)l;
+        if (s == 0) {
+            float kl0[3];
+            json_floats(cJSON_GetObjectItem(j, "kl0"), kl0, 3);
+            float gk[3] = {(float)ps[0], (float)ps[1], (float)ps[2]};
+            CHECK_CLOSE("golden: KL of each slice at step 0", gk, kl0, 3, 1e-6, 1e-4);
+            int seen = 0;
+            for (int i = 0; i < mq_qat_n_tensors(t); i++) {
+                size_t off, sz;
+                const char *nm = mq_qat_tensor(t, i, &off, &sz);
+                const cJSON *g = cJSON_GetObjectItem(grads, nm);
+                if (!g) {
+                    CHECK(0, "golden has no gradient of %s", nm);
+                    continue;
+                }
+                float *want = mq_malloc(sz * sizeof(float));
+                int n = json_floats(g, want, (int)sz);
+                char what[160];
+                snprintf(what, sizeof what, "golden: gradient of %s at step 0", nm);
+                CHECK(n == (int)sz, "%s: %d values, want %zu", what, n, sz);
+                /* atol relative to the tensor scale (measured: all within 1e-5 here; margin for other BLAS kernels) */
+                double mx = 0;
+                for (size_t k = 0; k < sz; k++) mx = fmax(mx, fabs(want[k]));
+                CHECK_CLOSE(what, mq_qat_grads(t) + off, want, sz, 1e-4 * mx + 1e-8, 1e-4);
+                free(want);
+                seen++;
+            }
+            CHECK(seen == cJSON_GetArraySize(grads), "golden gradients: %d of %d tensors compared", seen,
+                  cJSON_GetArraySize(grads));
+        }
+        CHECK(mq_qat_apply(t, NULL) == MQ_OK, "golden apply %d: %s", s, mq_last_error());
+    }
+    CHECK_CLOSE("golden: losses of the first steps", got_loss, want_loss, (size_t)steps, 1e-6, 1e-4);
+    free(tok);
+    free(buf);
+    mq_qat_free(t);
+out:
+    mq_model_free(m);
+    cJSON_Delete(j);
+}
+
 int main(void) {
     /* tiny sizes: one thread (a parallel region costs more than the work on a shared machine) */
     omp_set_num_threads(1);
@@ -423,5 +517,6 @@ int main(void) {
         CHECK(0, "load %s: %s", TINY, mq_last_error());
     }
     test_quant_and_fold();
+    test_golden();
     return check_done("test_qat");
 }
