@@ -97,6 +97,35 @@ echo
 echo "eval: $ppl, ctx $ctx, $CHUNKS chunks; cells: perplexity (KL to the unquantized model, nats/token)."
 echo "calibration: $calib, $SAMPLES x $LEN tokens, $EPOCHS epochs per block for every learned row; AdamW lr 1e-2, wd 0, LWC init 4.0."
 
+# parent-code histograms, MinMax vs MatQuant R={8,4,2} (matquant inspect's 16 bins) as an SVG
+if [ -d "$out/$which-minmax" ] && [ -d "$out/$which-mat111" ]; then
+  svg=$out/$which-parent-codes.svg
+  { "$bin" inspect "$out/$which-minmax"; echo "=== next"; "$bin" inspect "$out/$which-mat111"; } 2>/dev/null | awk -v title="$which: parent codes of the FFN weights, MinMax vs MatQuant R={8,4,2} (OmniQuant)" '
+    /^=== next/ { s = 2; next }
+    /histogram in 16 bins/ { if (!s) s = 1; on = 1; i = 0; next }
+    on && /^ *[0-9]+- *[0-9]+ / { for (f = 1; f <= NF; f++) if ($f ~ /%$/) v[s, i] = $f + 0
+                                    if (++i == 16) on = 0; next }
+    END {
+      W = 760; H = 360; L = 60; B = 300; bw = (W - L - 20) / 16; mx = 0
+      for (k = 1; k <= 2; k++) for (j = 0; j < 16; j++) if (v[k, j] > mx) mx = v[k, j]
+      mx = int(mx / 2 + 1) * 2
+      printf "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" font-family=\"sans-serif\" font-size=\"11\">\n", W, H
+      printf "<text x=\"%d\" y=\"18\" font-size=\"13\">%s</text>\n", L, title
+      for (t = 0; t <= mx; t += 2) { y = B - (B - 40) * t / mx
+        printf "<line x1=\"%d\" x2=\"%d\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/><text x=\"%d\" y=\"%.1f\" text-anchor=\"end\">%d%%</text>\n", L, W - 20, y, y, L - 4, y + 4, t }
+      col[1] = "#999999"; col[2] = "#d9534f"; name[1] = "MinMax int8"; name[2] = "MatQuant R={8,4,2}"
+      for (j = 0; j < 16; j++) {
+        x = L + j * bw
+        for (k = 1; k <= 2; k++) { h = (B - 40) * v[k, j] / mx
+          printf "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%s\"/>\n", x + 2 + (k - 1) * (bw - 4) / 2, B - h, (bw - 4) / 2, h, col[k] }
+        printf "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">%d</text>\n", x + bw / 2, B + 14, j * 16 }
+      printf "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">parent code (bins of 16: 0-15, 16-31, ...), share of weights</text>\n", (W + L) / 2, B + 32
+      for (k = 1; k <= 2; k++) printf "<rect x=\"%d\" y=\"%d\" width=\"12\" height=\"12\" fill=\"%s\"/><text x=\"%d\" y=\"%d\">%s</text>\n", W - 200, 28 + 16 * k, col[k], W - 184, 38 + 16 * k, name[k]
+      print "</svg>" }' > "$svg"
+  echo
+  echo "parent-code histograms: $svg"
+fi
+
 # throughput of the MatQuant R={8,4,2} run, from its log
 log=$out/$which-mat111.log
 if [ -f "$log" ]; then

@@ -98,7 +98,7 @@ static void test_matmul(int N, int K, int O, bool bias) {
     fill(c.R, R, no, 1);
     matmul_fwd(out, x, w, bias ? b : NULL, N, K, O);
     mm_ref(&c);
-    float *want = malloc(no * 4);
+    float *want = calloc(no, 4);
     for (size_t i = 0; i < no; i++) want[i] = (float)c.out[i];
     char nm[96];
     snprintf(nm, sizeof nm, "matmul_fwd %dx%dx%d", N, K, O);
@@ -153,7 +153,7 @@ static void test_rmsnorm(int N, int C, bool plus_one) {
     fill(c.R, R, n, 1);
     rmsnorm_fwd(out, rstd, x, w, N, C, 1e-5f, plus_one);
     rn_loss(&c);
-    float *want = malloc(n * 4);
+    float *want = calloc(n, 4);
     for (size_t i = 0; i < n; i++) want[i] = (float)c.out[i];
     char nm[96];
     snprintf(nm, sizeof nm, "rmsnorm_fwd %dx%d%s", N, C, plus_one ? " (1+w)" : "");
@@ -203,7 +203,7 @@ static void test_rope(int B, int T, int H, int D) {
     fill(c.R, R, n, 1);
     rope_fwd(out, x, inv_freq, B, T, H, D);
     rp_loss(&c);
-    float *want = malloc(n * 4);
+    float *want = calloc(n, 4);
     for (size_t i = 0; i < n; i++) want[i] = (float)c.out[i];
     CHECK_CLOSE("rope_fwd", out, want, n, 1e-5, 1e-5);
     rope_fwd(x, x, inv_freq, B, T, H, D); /* in place */
@@ -271,7 +271,7 @@ static void test_attention(int B, int T, int H, int KV, int D, int window, float
     fill(c.R, R, nq, 1);
     attention_fwd(out, att, q, k, v, B, T, &a);
     at_loss(&c);
-    float *want = malloc(nq * 4);
+    float *want = calloc(nq, 4);
     for (size_t i = 0; i < nq; i++) want[i] = (float)c.out[i];
     char nm[128];
     snprintf(nm, sizeof nm, "attention_fwd B%d T%d H%d KV%d D%d W%d cap%g", B, T, H, KV, D, window, softcap);
@@ -316,7 +316,7 @@ static void test_glu(size_t n, bool gelu) {
     fill(c.R, R, n, 1);
     (gelu ? geglu_fwd : swiglu_fwd)(out, g, u, n);
     gl_loss(&c);
-    float *want = malloc(n * 4);
+    float *want = calloc(n, 4);
     for (size_t i = 0; i < n; i++) want[i] = (float)c.out[i];
     CHECK_CLOSE(gelu ? "geglu_fwd" : "swiglu_fwd", out, want, n, 1e-6, 1e-5);
     float *dg = calloc(n, 4), *du = calloc(n, 4);
@@ -409,7 +409,7 @@ static void test_fakequant_grad(int rows, int cols, int group, int N, int bits) 
     fill(c.R, R, n, 1);
     double L0 = fq_eval(&c, true);
     fakequant_fwd(wq, w, u, l, &s);
-    float *want = malloc(n * 4);
+    float *want = calloc(n, 4);
     for (size_t i = 0; i < n; i++) want[i] = (float)c.out[i];
     char nm[128];
     snprintf(nm, sizeof nm, "fakequant_fwd = surrogate at x0 (%dx%d g%d N%d r%d)", rows, cols, group, N, bits);
