@@ -28,7 +28,7 @@ case "$which" in
     # training text: the file's last 300 KB; evaluation on its first chunks (no overlap)
     train=$out/tinystories_tail.txt
     tail -c 300000 "$ppl" | sed '1d' > "$train"
-    : "${TOKENS:=524288}" "${SEQ:=256}" "${BATCH:=8}" "${LR:=5e-4}" "${CHUNKS:=100}" ;;
+    : "${TOKENS:=262144}" "${SEQ:=256}" "${BATCH:=8}" "${LR:=5e-4}" "${CHUNKS:=100}" ;;
   smollm2)
     model=$(scripts/get-models.sh | tail -n 1); tok=()
     ppl=$data/wikitext2/wikitext-2-raw-v1.test.joined.txt; ctx=512
