@@ -375,6 +375,43 @@ static void test_quant_and_fold(void) {
     mq_model_free(m);
 }
 
+/* NaN/Inf: the forward names the layer, the optimizer step names the tensor. */
+static void test_nonfinite(mq_model *m) {
+    mq_qat *t = tiny_trainer(m, "ffn", 1, 6, false, 0);
+    if (!t) return;
+    int32_t tok[6];
+    tiny_tokens(tok, 6, m->cfg.vocab_size);
+    size_t off, sz;
+    int k = -1;
+    for (int i = 0; i < mq_qat_n_tensors(t); i++)
+        if (!strcmp(mq_qat_tensor(t, i, &off, &sz), "model.layers.1.mlp.up_proj.weight")) k = i;
+    CHECK(k >= 0, "tensor model.layers.1.mlp.up_proj.weight in the layout");
+    if (k >= 0) {
+        mq_qat_tensor(t, k, &off, &sz);
+        float keep = mq_qat_params(t)[off + 5];
+        mq_qat_params(t)[off + 5] = NAN;
+        double l;
+        mq_status st = mq_qat_loss(t, tok, true, 1.0f, &l, NULL);
+        CHECK(st == MQ_ERR_NUMERIC && strstr(mq_last_error(), "model.layers.1.mlp.up_proj.weight (layer 1"),
+              "NaN weight: %s", mq_last_error());
+        mq_qat_params(t)[off + 5] = keep;
+        /* a NaN in a frozen tensor shows up in the activations: named with its layer */
+        float *g2 = m->layers[1].ffn_norm, keep2 = g2[3];
+        g2[3] = NAN;
+        st = mq_qat_loss(t, tok, true, 1.0f, &l, NULL);
+        g2[3] = keep2;
+        CHECK(st == MQ_ERR_NUMERIC && strstr(mq_last_error(), "block output of layer 1"),
+              "NaN norm weight: %s", mq_last_error());
+        mq_qat_params(t)[off + 5] = keep;
+        mq_qat_zero_grads(t);
+        mq_qat_grads(t)[off + 7] = INFINITY;
+        st = mq_qat_apply(t, NULL);
+        CHECK(st == MQ_ERR_NUMERIC && strstr(mq_last_error(), "model.layers.1.mlp.up_proj.weight (layer 1"),
+              "Inf gradient: %s", mq_last_error());
+    }
+    mq_qat_free(t);
+}
+
 /* Bad options are refused with a message naming them. */
 static void test_bad_options(const mq_model *m) {
     mq_qat_opts o;
@@ -512,6 +549,7 @@ int main(void) {
         test_teacher_forward(m);
         test_model_gradient(m);
         test_bad_options(m);
+        test_nonfinite(m);
         mq_model_free(m);
     } else {
         CHECK(0, "load %s: %s", TINY, mq_last_error());

@@ -581,6 +581,13 @@ mq_status mq_qat_loss(mq_qat *t, const int32_t *tokens, bool grads, float scale,
     for (int i = 0; i < N; i++)
         if (tokens[i] < 0 || tokens[i] >= V)
             return mq_fail(MQ_ERR_ARG, "qat: token id %d outside the vocabulary", tokens[i]);
+    /* a non-finite latent weight would be hidden by the fake quantizer's clamps: check first */
+    for (int i = 0; i < t->n_t; i++) {
+        int64_t bad = mq_find_nonfinite(t->params + t->td[i].off, t->td[i].size);
+        if (bad >= 0)
+            return mq_fail(MQ_ERR_NUMERIC, "qat: non-finite parameter in %s (layer %d, element %lld)",
+                           t->td[i].name_, t->td[i].layer, (long long)bad);
+    }
     mq_status st = forward(t, tokens, false, t->logp_t, 0);
     if (st) return st;
     double total = 0;
