@@ -8,7 +8,7 @@
  *
  * Memory (planned in mq_qat_new, nothing allocated by a step):
  *   params  [ W_latent | lwc_upper | lwc_lower ] per scoped linear, in layer order
- *   grads, adam_m, adam_v: the same layout
+ *   grads, AdamW moments m, v (train/optim.h): the same layout
  *   wq      the scoped weights fake-quantized at the current slice
  *   arena   per layer: x, xn1, rstd1, q, k, v, att, ao, xm, xn2, rstd2, gate, up, h;
  *           then xf, xnf, rstdf, logits, logp; backward scratch; teacher and
@@ -22,7 +22,7 @@
  * Not here: the ops (ops.c, ops_lm.c), the code/slice spec (quant/ref.c).
  * References: MatQuant (Nair et al., 2025) §3 and §4.2 (QAT, co-distillation);
  * llm.c's train_gpt2.c for the forward/backward layout; AdamW (Loshchilov &
- * Hutter, 2019) as torch.optim.AdamW.
+ * Hutter, 2019) through train/optim.h (torch.optim.AdamW's update).
  */
 #include "train/qat.h"
 
@@ -30,6 +30,7 @@
 #include "train/calib.h"
 #include "train/ops.h"
 #include "train/ops_lm.h"
+#include "train/optim.h"
 
 #include <math.h>
 #include <omp.h>
@@ -84,7 +85,8 @@ struct mq_qat {
     tdesc *td;
     char *names;
     size_t n_params, n_wq, max_w;
-    float *params, *grads, *adam_m, *adam_v, *wq, *dwq;
+    float *params, *grads, *wq, *dwq;
+    mq_adamw adam;          /* the moments slab (train/optim.h), same layout as params */
     float *arena;
     acts *a;                /* (L) */
     float *xf, *xnf, *rstdf, *logits, *logp; /* final residual (N,C), normed (N,C), (N), (N,V), (N,V) */
@@ -350,12 +352,9 @@ mq_status mq_qat_new(const mq_model *m, const mq_qat_opts *opts, mq_qat **out) {
     t->n_params = off;
     t->params = mq_aligned_alloc(off * sizeof(float));
     t->grads = mq_aligned_alloc(off * sizeof(float));
-    t->adam_m = mq_aligned_alloc(off * sizeof(float));
-    t->adam_v = mq_aligned_alloc(off * sizeof(float));
+    mq_adamw_init(&t->adam, off);
     memset(t->params, 0, off * sizeof(float));
     memset(t->grads, 0, off * sizeof(float));
-    memset(t->adam_m, 0, off * sizeof(float));
-    memset(t->adam_v, 0, off * sizeof(float));
     for (int i = 0; i < t->n_lin; i++) {
         qlin *q = &t->lin[i];
         size_t ng = (size_t)q->rows * q->G;
@@ -392,7 +391,8 @@ mq_status mq_qat_new(const mq_model *m, const mq_qat_opts *opts, mq_qat **out) {
 void mq_qat_free(mq_qat *t) {
     if (!t) return;
     free(t->lin); free(t->lin_of); free(t->td); free(t->names);
-    free(t->params); free(t->grads); free(t->adam_m); free(t->adam_v); free(t->wq); free(t->dwq);
+    free(t->params); free(t->grads); free(t->wq); free(t->dwq);
+    mq_adamw_free(&t->adam);
     free(t->arena); free(t->a);
     mq_calib_free(&t->data);
     free(t);
@@ -626,21 +626,6 @@ mq_status mq_qat_loss(mq_qat *t, const int32_t *tokens, bool grads, float scale,
 
 /* ----------------------------------------------------------- optimizer */
 
-/* torch.optim.AdamW: p *= 1 - lr*wd; m, v moments; p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps). */
-static void adamw(float *p, const float *g, float *mo, float *vo, size_t n, float lr, float wd, float gscale,
-                  int64_t step1) {
-    float bc1 = 1.0f - powf(ADAM_B1, (float)step1), bc2 = 1.0f - powf(ADAM_B2, (float)step1);
-    float step_size = lr / bc1, sbc2 = sqrtf(bc2);
-#pragma omp parallel for if (n > 65536)
-    for (size_t i = 0; i < n; i++) {
-        float gi = g[i] * gscale;
-        mo[i] = ADAM_B1 * mo[i] + (1.0f - ADAM_B1) * gi;
-        vo[i] = ADAM_B2 * vo[i] + (1.0f - ADAM_B2) * gi * gi;
-        p[i] *= 1.0f - lr * wd;
-        p[i] -= step_size * mo[i] / (sqrtf(vo[i]) / sbc2 + ADAM_EPS);
-    }
-}
-
 mq_status mq_qat_apply(mq_qat *t, double *gnorm) {
     for (int i = 0; i < t->n_t; i++) {
         const tdesc *d = &t->td[i];
@@ -654,10 +639,14 @@ mq_status mq_qat_apply(mq_qat *t, double *gnorm) {
     float k = mq_clip_factor(norm, t->o.clip_norm);
     float lr = mq_lr_at(t->step, t->o.warmup, t->total, t->o.lr, t->o.min_lr_frac);
     float lrc = mq_lr_at(t->step, t->o.warmup, t->total, t->o.lr_clip, t->o.min_lr_frac);
+    if (k != 1.0f)
+        for (size_t i = 0; i < t->n_params; i++) t->grads[i] *= k;
+    t->adam.t = t->step + 1;
     for (int i = 0; i < t->n_t; i++) {
         const tdesc *d = &t->td[i];
-        adamw(t->params + d->off, t->grads + d->off, t->adam_m + d->off, t->adam_v + d->off, d->size,
-              d->clip ? lrc : lr, d->clip ? 0.0f : t->o.weight_decay, k, t->step + 1);
+        mq_adamw_cfg ac = {.lr = d->clip ? lrc : lr, .beta1 = ADAM_B1, .beta2 = ADAM_B2, .eps = ADAM_EPS,
+                           .weight_decay = d->clip ? 0.0f : t->o.weight_decay};
+        mq_adamw_update(&t->adam, d->off, d->size, t->params + d->off, t->grads + d->off, &ac);
     }
     t->step++;
     return MQ_OK;
@@ -691,13 +680,13 @@ static mq_status save_state(mq_qat *t) {
     size_t nb = t->n_params * sizeof(float);
     uint64_t sum = fnv(0xcbf29ce484222325ULL, &h, sizeof h);
     sum = fnv(sum, t->params, nb);
-    sum = fnv(sum, t->adam_m, nb);
-    sum = fnv(sum, t->adam_v, nb);
+    sum = fnv(sum, t->adam.m, nb);
+    sum = fnv(sum, t->adam.v, nb);
     mq_atomic_file af;
     mq_status st = mq_atomic_open(&af, t->o.state_path);
     if (st) return st;
     if ((st = mq_atomic_write(&af, &h, sizeof h)) || (st = mq_atomic_write(&af, t->params, nb)) ||
-        (st = mq_atomic_write(&af, t->adam_m, nb)) || (st = mq_atomic_write(&af, t->adam_v, nb)) ||
+        (st = mq_atomic_write(&af, t->adam.m, nb)) || (st = mq_atomic_write(&af, t->adam.v, nb)) ||
         (st = mq_atomic_write(&af, &sum, sizeof sum))) {
         mq_atomic_abort(&af);
         return st;
@@ -759,8 +748,8 @@ static mq_status load_state(mq_qat *t) {
         goto done;
     }
     memcpy(t->params, p, nb);
-    memcpy(t->adam_m, p + nb, nb);
-    memcpy(t->adam_v, p + 2 * nb, nb);
+    memcpy(t->adam.m, p + nb, nb);
+    memcpy(t->adam.v, p + 2 * nb, nb);
     t->step = h.step;
     t->last_loss = h.last_loss;
 done:
