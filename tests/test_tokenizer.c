@@ -15,6 +15,10 @@
  * Covers text/tokenizer.c, text/tok_load.c and text/tok_save_spm.c.
  */
 #include "check.h"
+/* Not a speed test (speed is bench/ business, and the machine may be shared):
+ * a bound 20-50x above the measured times that only a pathological (e.g.
+ * quadratic) encoder would exceed on wikitext-2. */
+#define MQ_ENCODE_HANG_MS 60000
 #include "text/tokenizer.h"
 
 #include <cJSON.h>
@@ -185,7 +189,7 @@ static void test_smollm2(const char *wiki, size_t wlen) {
             size_t n = 0;
             double ms = encode_timed(t, wiki, wlen, &n, true, "SmolLM2 wikitext");
             printf("SmolLM2 (byte-level, 49152) wikitext-2 test: %zu tokens in %.0f ms\n", n, ms);
-            CHECK(ms < 5000, "SmolLM2 wikitext encode took %.0f ms", ms);
+            CHECK(ms < MQ_ENCODE_HANG_MS, "SmolLM2 wikitext encode took %.0f ms", ms);
         }
         char out[256];
         snprintf(out, sizeof out, "/tmp/mq_test_tok_%d_smol.json", (int)getpid());
@@ -243,7 +247,7 @@ static void test_llama2c(const char *data, const char *wiki, size_t wlen) {
         printf("Llama-2 tokenizer.bin wikitext-2 test: %zu tokens in %.0f ms (%.1f MB/s)\n", n, ms,
                wlen / 1e3 / (ms > 0 ? ms : 1));
         CHECK(n == 341468, "Llama-2 wikitext-2 test: %zu tokens, want 341468", n);
-        CHECK(ms < 3000, "Llama-2 wikitext encode took %.0f ms", ms);
+        CHECK(ms < MQ_ENCODE_HANG_MS, "Llama-2 wikitext encode took %.0f ms", ms);
     }
     mq_tokenizer_free(t);
 }
@@ -254,12 +258,12 @@ static void test_bytelevel_speed(const char *wiki, size_t wlen) {
     size_t n = 0;
     double ms = encode_timed(t, wiki, wlen, &n, true, "llama3-style wikitext");
     printf("llama3-style json (byte-level, 2000) wikitext-2 test: %zu tokens in %.0f ms\n", n, ms);
-    CHECK(ms < 3000, "byte-level wikitext encode took %.0f ms", ms);
+    CHECK(ms < MQ_ENCODE_HANG_MS, "byte-level wikitext encode took %.0f ms", ms);
     mq_tokenizer_free(t);
     if (mq_tokenizer_load_json(GOLD "/spm/tokenizer.json", &t)) return;
     ms = encode_timed(t, wiki, wlen, &n, true, "spm-style wikitext");
     printf("spm-style json (byte fallback, 1756) wikitext-2 test: %zu tokens in %.0f ms\n", n, ms);
-    CHECK(ms < 3000, "spm wikitext encode took %.0f ms", ms);
+    CHECK(ms < MQ_ENCODE_HANG_MS, "spm wikitext encode took %.0f ms", ms);
     mq_tokenizer_free(t);
 }
 
