@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """bench_llamacpp.py — llama.cpp's speed on a GGUF model through
 llama-cpp-python (PyPI), for bench/vs-llamacpp.sh: quantizes an F16/F32 GGUF
-with llama.cpp's own quantize call (llama_model_quantize) to the requested
-types, then measures prompt processing (one batch of -p tokens) and
+(or, with allow_requantize, an already quantized one) with llama.cpp's own
+quantize call (llama_model_quantize) to the requested types, then measures prompt processing (one batch of -p tokens) and
 generation (-n single-token evals after the prompt) at each thread count,
 median of --reps after one warm-up. Prints one JSON line per (type, threads):
 {"engine":"llama.cpp","type","threads","p","n","pp_tps","tg_tps","file_bytes"}.
@@ -29,6 +29,7 @@ def quantize(lc, src, dst, typ, nthread):
     p = lc.llama_model_quantize_default_params()
     p.ftype = FTYPES[typ]
     p.nthread = nthread
+    p.allow_requantize = True  # a quantized source (SmolLM2's Q4_1 GGUF) is requantized; F16/F32 are unaffected
     rc = lc.llama_model_quantize(src.encode(), (dst + ".tmp").encode(), ctypes.byref(p))
     if rc != 0:
         sys.exit(f"bench_llamacpp: llama_model_quantize {src} -> {typ} failed ({rc})")
