@@ -491,6 +491,25 @@ static void test_mse(void) {
     CHECK_CLOSE("mse gradient", da, want, 7, 1e-7, 1e-6);
 }
 
+/* A NaN weight must come out as NaN (forward) and poison the gradients
+ * (backward), never vanish through an integer conversion. */
+static void test_fakequant_nan(void) {
+    enum { R = 2, C = 8 };
+    float w[R * C], wq[R * C], dw[R * C] = {0}, dwq[R * C], u[R], l[R], du[R] = {0}, dl[R] = {0};
+    for (int i = 0; i < R * C; i++) w[i] = 0.1f * (float)(i % 7) - 0.3f, dwq[i] = 1.0f;
+    for (int i = 0; i < R; i++) u[i] = l[i] = MQ_LWC_INIT;
+    w[C + 3] = NAN; /* row 1, not its first element (the max/min scan starts there) */
+    mq_fq_shape s = {R, C, 0, 8, 2};
+    fakequant_fwd(wq, w, u, l, &s);
+    CHECK(isnan(wq[C + 3]), "NaN weight fake-quantized to %g", wq[C + 3]);
+    int finite_row0 = 1;
+    for (int j = 0; j < C; j++) finite_row0 &= isfinite(wq[j]);
+    CHECK(finite_row0, "a NaN in row 1 changed row 0");
+    fakequant_bwd(dw, du, dl, dwq, w, u, l, &s);
+    CHECK(isnan(dw[C + 3]) && (isnan(du[1]) || isnan(dl[1])), "NaN weight: dw %g du %g dl %g", dw[C + 3], du[1],
+          dl[1]);
+}
+
 int main(void) {
     test_matmul(3, 7, 5, true);
     test_matmul(1, 1, 1, false);
@@ -512,6 +531,7 @@ int main(void) {
         test_fakequant_grad(3, 64, 32, 8, bits[i]);
         test_fakequant_grad(4, 37, 0, bits[i], bits[i]);
     }
+    test_fakequant_nan();
     test_mse();
     return check_done("test_ops");
 }

@@ -371,6 +371,10 @@ void fakequant_fwd(float *wq, const float *w, const float *u, const float *l, co
                     continue;
                 }
                 float q = nearbyintf(w[off + j] / g.a) + g.z;
+                if (q != q) { /* a NaN weight stays NaN (never (int)NaN, which is undefined) */
+                    wq[off + j] = q;
+                    continue;
+                }
                 q = q < 0 ? 0.0f : q > (float)top ? (float)top : q;
                 int qs = (int)q;
                 if (d > 0) {
@@ -398,6 +402,11 @@ void fakequant_bwd(float *dw, float *du, float *dl, const float *dwq, const floa
             for (int j = 0; j < G; j++) {
                 float gr = dwq[off + j], x = w[off + j];
                 float qp = nearbyintf(x / g.a) + g.z;
+                if (qp != qp) { /* NaN weight: the gradients become NaN too, so callers see it */
+                    if (dw) dw[off + j] += qp;
+                    dA += qp;
+                    continue;
+                }
                 bool pass_q = qp > 0 && qp < (float)top;
                 int qs = (int)(qp < 0 ? 0.0f : qp > (float)top ? (float)top : qp);
                 bool pass_s = true;
