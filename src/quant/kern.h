@@ -51,6 +51,29 @@ static inline int mq_kern_group_of(const mq_packed *p, int k) {
     return g < p->ngroups ? g : p->ngroups - 1;
 }
 
+/* Extra precision, shared by every ISA (the list is sparse, ~5% of a row):
+ * each overflow weight of row o is one level above the stored plane value,
+ * so it adds its int8 activation x[j] once more to the integer dot of its
+ * block. I: (kp/32) dots of row o; x: (kp) the token's int8 activations. */
+static inline void mq_kern_over_dots(const mq_packed *p, int o, const int8_t *x, int32_t *I) {
+    for (uint32_t n = p->over_ptr[o]; n < p->over_ptr[o + 1]; n++) I[p->over_col[n] / MQ_PACK_BLOCK] += x[p->over_col[n]];
+}
+/* The same contribution in float, for kernels that fold the per-block
+ * scales before the overflow list: sum over row o's overflow weights of
+ * s_g * d_k * x[j], token t of a. */
+static inline float mq_kern_over_float(const mq_packed *p, int o, const mq_kact *a, int t) {
+    int nb = a->kp / MQ_PACK_BLOCK;
+    const float *s = p->scale + (size_t)o * p->ngroups, *d = a->d + (size_t)t * nb;
+    const int8_t *x = a->q + (size_t)t * a->kp;
+    float y = 0.0f;
+    for (uint32_t n = p->over_ptr[o]; n < p->over_ptr[o + 1]; n++) {
+        uint32_t j = p->over_col[n];
+        int k = (int)(j / MQ_PACK_BLOCK);
+        y += s[mq_kern_group_of(p, k)] * d[k] * (float)x[j];
+    }
+    return y;
+}
+
 /* One ISA's kernels. Rows o0..o1-1 of p; a quantized (and group sums
  * computed for p). All three include the bias term and the overflow list.
  *  dots: out (o1-o0, kp/32) = the integer dot products I_k of token t.

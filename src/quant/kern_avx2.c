@@ -117,15 +117,7 @@ static float row_tail(const mq_packed *p, int o, const mq_kact *a, int t) {
     for (; g + 8 <= ng; g += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(b + g), _mm256_loadu_ps(G + g), acc);
     float y = hsum_f32(acc);
     for (; g < ng; g++) y += b[g] * G[g];
-    if (p->extra) {
-        const float *s = p->scale + (size_t)o * ng, *d = a->d + (size_t)t * nb;
-        const int8_t *x = a->q + (size_t)t * a->kp;
-        for (uint32_t n = p->over_ptr[o]; n < p->over_ptr[o + 1]; n++) {
-            uint32_t j = p->over_col[n];
-            int k = (int)(j / MQ_PACK_BLOCK);
-            y += s[mq_kern_group_of(p, k)] * d[k] * (float)x[j];
-        }
-    }
+    if (p->extra) y += mq_kern_over_float(p, o, a, t);
     return y;
 }
 
@@ -142,9 +134,7 @@ INLINE void dots_r(const mq_packed *p, int o0, int o1, const mq_kact *a, int t, 
             I[2 * c] = hsum_i32(block_dot(W.lo, x + (size_t)c * MQ_PACK_CHUNK, r));
             I[2 * c + 1] = hsum_i32(block_dot(W.hi, x + (size_t)c * MQ_PACK_CHUNK + 32, r));
         }
-        if (p->extra)
-            for (uint32_t n = p->over_ptr[o]; n < p->over_ptr[o + 1]; n++)
-                I[p->over_col[n] / MQ_PACK_BLOCK] += x[p->over_col[n]];
+        if (p->extra) mq_kern_over_dots(p, o, x, I);
     }
 }
 

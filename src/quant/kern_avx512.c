@@ -71,15 +71,7 @@ static float row_tail(const mq_packed *p, int o, const mq_kact *a, int t) {
     for (; g + 16 <= ng; g += 16) acc = _mm512_fmadd_ps(_mm512_loadu_ps(b + g), _mm512_loadu_ps(G + g), acc);
     float y = _mm512_reduce_add_ps(acc);
     for (; g < ng; g++) y += b[g] * G[g];
-    if (p->extra) {
-        const float *s = p->scale + (size_t)o * ng, *d = a->d + (size_t)t * nb;
-        const int8_t *x = a->q + (size_t)t * a->kp;
-        for (uint32_t n = p->over_ptr[o]; n < p->over_ptr[o + 1]; n++) {
-            uint32_t j = p->over_col[n];
-            int k = (int)(j / MQ_PACK_BLOCK);
-            y += s[mq_kern_group_of(p, k)] * d[k] * (float)x[j];
-        }
-    }
+    if (p->extra) y += mq_kern_over_float(p, o, a, t);
     return y;
 }
 
@@ -96,9 +88,7 @@ INLINE void dots_r(const mq_packed *p, int o0, int o1, const mq_kact *a, int t, 
             I[2 * c] = _mm512_mask_reduce_add_epi32(0x00FF, P);
             I[2 * c + 1] = _mm512_mask_reduce_add_epi32(0xFF00, P);
         }
-        if (p->extra)
-            for (uint32_t n = p->over_ptr[o]; n < p->over_ptr[o + 1]; n++)
-                I[p->over_col[n] / MQ_PACK_BLOCK] += x[p->over_col[n]];
+        if (p->extra) mq_kern_over_dots(p, o, x, I);
     }
 }
 

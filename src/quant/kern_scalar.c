@@ -26,11 +26,7 @@ static void row_dots(const mq_packed *p, int o, const mq_kact *a, int t, int32_t
             out[2 * c + h] = s;
         }
     }
-    if (p->extra)
-        for (uint32_t n = p->over_ptr[o]; n < p->over_ptr[o + 1]; n++) {
-            uint32_t j = p->over_col[n];
-            out[j / MQ_PACK_BLOCK] += x[j];
-        }
+    if (p->extra) mq_kern_over_dots(p, o, x, out);
 }
 
 static void dots_scalar(const mq_packed *p, int o0, int o1, const mq_kact *a, int t, int32_t *out) {
