@@ -18,7 +18,7 @@ if [ -d "$data/stories260K" ]; then
     --method minmax --scope all >/dev/null 2>&1
   for t in 1 2; do
     echo "== stories260K, $t thread(s)"
-    OMP_WAIT_POLICY=passive "$bin" bench "$tmp/s260" --bits "8;6;4;3;2;2x" -t $t --reps 5
+    OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-active} "$bin" bench "$tmp/s260" --bits "8;6;4;3;2;2x" -t $t --reps 5
   done
 else
   echo "== stories260K: $data/stories260K not found, skipped"
@@ -29,7 +29,7 @@ if [ -n "$M" ] && [ -f "$M" ]; then
   [ -f "$ck/model.safetensors" ] || "$bin" quantize "$M" -o "$ck" --method minmax --scope all >/dev/null 2>&1
   for t in 1 2; do
     echo "== SmolLM2-135M ($ck), $t thread(s)"
-    OMP_WAIT_POLICY=passive "$bin" bench "$ck" --bits "8,head:8;6,head:8;4,head:8;3,head:8;2,head:8;2x,head:8" -t $t
+    OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-active} "$bin" bench "$ck" --bits "8,head:8;6,head:8;4,head:8;3,head:8;2,head:8;2x,head:8" -t $t
   done
 else
   echo "== SmolLM2-135M: not cached (scripts/get-models.sh), skipped"

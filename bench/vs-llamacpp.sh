@@ -16,7 +16,11 @@
 #   env: THREADS="1 2" P=128 N=64 REPS=3 MQ_BIN=build/matquant
 # Needs: make all build/membw; python3 with llama_cpp (pip install llama-cpp-python==0.3.36), jq.
 # The machine is shared: figures are medians of REPS and still depend on load
-# (the script prints the load average before and after).
+# (the script prints the load average before and after). matquant's OpenMP
+# threads spin at barriers (OMP_WAIT_POLICY=active, as llama.cpp's pool
+# does): a decode step has ~150 parallel products, and sleeping threads cost
+# ~45% of int8 generation at 2 threads on an idle machine (measured
+# 1 December 2026). On a busy machine set OMP_WAIT_POLICY=passive.
 set -eu
 gguf=${1:?usage: bench/vs-llamacpp.sh MODEL.gguf [WORKDIR]}
 work=${2:-/tmp/mq-vs-llamacpp/$(basename "$gguf" .gguf)}
@@ -35,7 +39,7 @@ fi
 plans="8,head:8;6,head:8;4,head:8;3,head:8;2,head:8;2x,head:8"
 res="$work/results.jsonl"; : > "$res"
 for t in $THREADS; do
-  OMP_WAIT_POLICY=passive "$bin" bench "$ck" --bits "$plans" -p "$P" -n "$N" -t "$t" --reps "$REPS" --json \
+  OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-active} "$bin" bench "$ck" --bits "$plans" -p "$P" -n "$N" -t "$t" --reps "$REPS" --json \
     | grep '^{' | jq -c '. + {engine: "matquant"}' >> "$res"
 done
 tl=$(echo $THREADS | tr ' ' ',')
