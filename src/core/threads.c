@@ -4,6 +4,8 @@
  */
 #include "core/threads.h"
 
+#include <stdint.h>
+
 #include <cblas.h>
 #include <omp.h>
 
@@ -16,3 +18,11 @@ void mq_set_threads(int n) {
 }
 
 int mq_get_threads(void) { return omp_get_max_threads(); }
+
+void mq_thread_slice(int n, int align, int t, int nt, int *lo, int *hi) {
+    int blocks = (n + align - 1) / align;
+    *lo = (int)((int64_t)blocks * t / nt) * align;
+    *hi = (int)((int64_t)blocks * (t + 1) / nt) * align;
+    if (*hi > n) *hi = n;
+    if (*lo > n) *lo = n;
+}

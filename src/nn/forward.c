@@ -12,6 +12,8 @@
  */
 #include "nn/model.h"
 
+#include "core/threads.h"
+
 #include "quant/kern.h"
 
 #include <cblas.h>
@@ -114,10 +116,8 @@ static void matmul_fwd(mq_state *s, float *out, const float *inp, const float *w
 #pragma omp parallel num_threads(T)
     {
         int t = omp_get_thread_num(), nt = omp_get_num_threads();
-        /* slices of whole 16-row blocks */
-        int blocks = (O + 15) / 16;
-        int o0 = (int)((int64_t)blocks * t / nt) * 16, o1 = (int)((int64_t)blocks * (t + 1) / nt) * 16;
-        if (o1 > O) o1 = O;
+        int o0, o1; /* slices of whole 16-row blocks */
+        mq_thread_slice(O, 16, t, nt, &o0, &o1);
         if (o1 > o0) {
             if (B == 1)
                 cblas_sgemv(CblasRowMajor, CblasNoTrans, o1 - o0, K, 1.0f, w + (size_t)o0 * K, K, inp, 1, 0.0f,

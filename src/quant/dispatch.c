@@ -11,6 +11,8 @@
  */
 #include "quant/kern.h"
 
+#include "core/threads.h"
+
 #include <math.h>
 #include <omp.h>
 #include <string.h>
@@ -146,9 +148,8 @@ void mq_kern_matmul(const mq_packed *p, const float *x, int B, float *y, mq_kact
 #pragma omp parallel num_threads(T)
     {
         int t = omp_get_thread_num(), nt = omp_get_num_threads();
-        int blocks = (O + 15) / 16;
-        int o0 = (int)((int64_t)blocks * t / nt) * 16, o1 = (int)((int64_t)blocks * (t + 1) / nt) * 16;
-        if (o1 > O) o1 = O;
+        int o0, o1;
+        mq_thread_slice(O, 16, t, nt, &o0, &o1);
         if (o1 > o0) {
             if (B == 1) k->gemv(p, o0, o1, a, y);
             else k->gemm(p, o0, o1, a, y, O);

@@ -15,6 +15,8 @@
  */
 #include "train/ops.h"
 
+#include "core/threads.h"
+
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
@@ -28,21 +30,12 @@ static int threads_for(size_t m, size_t n, size_t k) {
     return m * n * k < ((size_t)1 << 18) ? 1 : T;
 }
 
-/* [lo, hi) of n items in pieces of `align` for thread t of nt. */
-static void slice_of(int n, int align, int t, int nt, int *lo, int *hi) {
-    int blocks = (n + align - 1) / align;
-    *lo = (int)((int64_t)blocks * t / nt) * align;
-    *hi = (int)((int64_t)blocks * (t + 1) / nt) * align;
-    if (*hi > n) *hi = n;
-    if (*lo > n) *lo = n;
-}
-
 void matmul_fwd(float *out, const float *inp, const float *w, const float *bias, int N, int K, int O) {
     int T = threads_for((size_t)N, (size_t)K, (size_t)O);
 #pragma omp parallel num_threads(T)
     {
         int o0, o1;
-        slice_of(O, 16, omp_get_thread_num(), omp_get_num_threads(), &o0, &o1);
+        mq_thread_slice(O, 16, omp_get_thread_num(), omp_get_num_threads(), &o0, &o1);
         if (o1 > o0)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, o1 - o0, K, 1.0f, inp, K, w + (size_t)o0 * K,
                         K, 0.0f, out + o0, O);
@@ -60,13 +53,13 @@ void matmul_bwd(float *dinp, float *dw, float *dbias, const float *dout, const f
         int t = omp_get_thread_num(), nt = omp_get_num_threads();
         if (dinp) { /* rows of dinp: dinp[n0:n1] += dout[n0:n1] @ w */
             int n0, n1;
-            slice_of(N, 4, t, nt, &n0, &n1);
+            mq_thread_slice(N, 4, t, nt, &n0, &n1);
             if (n1 > n0)
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n1 - n0, K, O, 1.0f, dout + (size_t)n0 * O,
                             O, w, K, 1.0f, dinp + (size_t)n0 * K, K);
         }
         int o0, o1;
-        slice_of(O, 16, t, nt, &o0, &o1);
+        mq_thread_slice(O, 16, t, nt, &o0, &o1);
         if (dw && o1 > o0) /* rows of dw: dw[o0:o1] += dout[:, o0:o1]^T @ inp */
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, o1 - o0, K, N, 1.0f, dout + o0, O, inp, K, 1.0f,
                         dw + (size_t)o0 * K, K);
@@ -121,7 +114,11 @@ void rmsnorm_bwd(float *dinp, float *dw, const float *dout, const float *inp, co
 
 /* ================================================================== rope */
 
-void rope_fwd(float *out, const float *inp, const float *inv_freq, int B, int T, int n_heads, int D) {
+/* y = R(dir * angle) x per head pair (i, i + D/2): dir = +1 is the forward
+ * rotation, -1 its inverse (= transpose, the backward). accumulate adds into
+ * y (gradients) instead of writing it; y may equal x only when writing. */
+static void rope_rotate(float *y, const float *x, const float *inv_freq, int B, int T, int n_heads, int D,
+                        float dir, bool accumulate) {
     int half = D / 2;
     size_t HD = (size_t)n_heads * D;
 #pragma omp parallel for collapse(2) if ((size_t)B * T * HD > 65536)
@@ -131,38 +128,30 @@ void rope_fwd(float *out, const float *inp, const float *inv_freq, int B, int T,
             size_t row = ((size_t)b * T + t) * HD;
             for (int i = 0; i < half; i++) {
                 float ang = p * inv_freq[i];
-                float cs = cosf(ang), sn = sinf(ang);
+                float cs = cosf(ang), sn = dir * sinf(ang);
                 for (int h = 0; h < n_heads; h++) {
-                    const float *x = inp + row + (size_t)h * D;
-                    float *y = out + row + (size_t)h * D;
-                    float a = x[i], c = x[i + half];
-                    y[i] = a * cs - c * sn;
-                    y[i + half] = c * cs + a * sn;
+                    const float *xh = x + row + (size_t)h * D;
+                    float *yh = y + row + (size_t)h * D;
+                    float a = xh[i], c = xh[i + half];
+                    float ya = a * cs - c * sn, yc = c * cs + a * sn;
+                    if (accumulate) {
+                        yh[i] += ya;
+                        yh[i + half] += yc;
+                    } else {
+                        yh[i] = ya;
+                        yh[i + half] = yc;
+                    }
                 }
             }
         }
 }
 
+void rope_fwd(float *out, const float *inp, const float *inv_freq, int B, int T, int n_heads, int D) {
+    rope_rotate(out, inp, inv_freq, B, T, n_heads, D, 1.0f, false);
+}
+
 void rope_bwd(float *dinp, const float *dout, const float *inv_freq, int B, int T, int n_heads, int D) {
-    int half = D / 2;
-    size_t HD = (size_t)n_heads * D;
-#pragma omp parallel for collapse(2) if ((size_t)B * T * HD > 65536)
-    for (int b = 0; b < B; b++)
-        for (int t = 0; t < T; t++) {
-            float p = (float)t;
-            size_t row = ((size_t)b * T + t) * HD;
-            for (int i = 0; i < half; i++) {
-                float ang = p * inv_freq[i];
-                float cs = cosf(ang), sn = sinf(ang);
-                for (int h = 0; h < n_heads; h++) {
-                    const float *dy = dout + row + (size_t)h * D;
-                    float *dx = dinp + row + (size_t)h * D;
-                    float da = dy[i], dc = dy[i + half];
-                    dx[i] += da * cs + dc * sn;
-                    dx[i + half] += dc * cs - da * sn;
-                }
-            }
-        }
+    rope_rotate(dinp, dout, inv_freq, B, T, n_heads, D, -1.0f, true);
 }
 
 /* ============================================================= attention */
