@@ -1,6 +1,6 @@
 /*
- * test_kern.c — packed layouts and integer kernels (quant/pack, quant/kern_*,
- * quant/dispatch).
+ * test_kern.c — packed layouts and integer kernels (quant/pack, quant/kern_scalar.c,
+ * quant/kern_avx2.c, quant/kern_avx512.c, quant/dispatch).
  *
  * For widths 8, 6, 4, 3, 2 (and 6x, 4x, 3x, 2x), per channel and groups of
  * 32..256, on odd shapes (rows 1, 7, 33; cols not a multiple of 64, or of 32
