@@ -21,23 +21,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 which=${1:-stories260K}
-data=${MQ_SHARED_DATA:-../shared/data}
 bin=${BIN:-build/matquant}
 out=${OUT:-/tmp/mq-omni-table}
 mkdir -p "$out"
+. bench/models.sh
+bench_model "$which" "$out" || exit 2
+calib=$text
 case "$which" in
-  stories260K)
-    model=$data/stories260K/stories260K.bin; tok=(--tokenizer "$data/stories260K/tok512.bin")
-    ppl=$data/tinystories/tinystories_validation_head.txt; ctx=256
-    calib=$out/tinystories_tail.txt
-    tail -c 300000 "$ppl" | sed '1d' > "$calib"
-    : "${CHUNKS:=100}" "${SAMPLES:=64}" "${LEN:=256}" "${EPOCHS:=5}" ;;
-  smollm2)
-    model=$(scripts/get-models.sh | tail -n 1); tok=()
-    ppl=$data/wikitext2/wikitext-2-raw-v1.test.joined.txt; ctx=512
-    calib=$data/c4/c4-validation.00000-of-00008.head1025.jsonl
-    : "${CHUNKS:=16}" "${SAMPLES:=8}" "${LEN:=512}" "${EPOCHS:=2}" ;;
-  *) echo "usage: $0 stories260K|smollm2" >&2; exit 2 ;;
+  stories260K) : "${CHUNKS:=100}" "${SAMPLES:=64}" "${LEN:=256}" "${EPOCHS:=5}" ;;
+  smollm2) : "${CHUNKS:=16}" "${SAMPLES:=8}" "${LEN:=512}" "${EPOCHS:=2}" ;;
 esac
 [ -x "$bin" ] || make -s
 json=$out/$which.jsonl

@@ -17,24 +17,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 which=${1:-stories260K}
-data=${MQ_SHARED_DATA:-../shared/data}
 bin=${BIN:-build/matquant}
 out=${OUT:-/tmp/mq-qat-table}
 mkdir -p "$out"
+. bench/models.sh
+bench_model "$which" "$out" || exit 2
+train=$text
 case "$which" in
-  stories260K)
-    model=$data/stories260K/stories260K.bin; tok=(--tokenizer "$data/stories260K/tok512.bin")
-    ppl=$data/tinystories/tinystories_validation_head.txt; ctx=256
-    # training text: the file's last 300 KB; evaluation on its first chunks (no overlap)
-    train=$out/tinystories_tail.txt
-    tail -c 300000 "$ppl" | sed '1d' > "$train"
-    : "${TOKENS:=262144}" "${SEQ:=256}" "${BATCH:=8}" "${LR:=5e-4}" "${CHUNKS:=100}" ;;
-  smollm2)
-    model=$(scripts/get-models.sh | tail -n 1); tok=()
-    ppl=$data/wikitext2/wikitext-2-raw-v1.test.joined.txt; ctx=512
-    train=$data/c4/c4-validation.00000-of-00008.head1025.jsonl
-    : "${TOKENS:=65536}" "${SEQ:=256}" "${BATCH:=4}" "${LR:=1e-4}" "${CHUNKS:=16}" ;;
-  *) echo "usage: $0 stories260K|smollm2" >&2; exit 2 ;;
+  stories260K) : "${TOKENS:=262144}" "${SEQ:=256}" "${BATCH:=8}" "${LR:=5e-4}" "${CHUNKS:=100}" ;;
+  smollm2) : "${TOKENS:=65536}" "${SEQ:=256}" "${BATCH:=4}" "${LR:=1e-4}" "${CHUNKS:=16}" ;;
 esac
 [ -x "$bin" ] || make -s
 json=$out/$which.jsonl
