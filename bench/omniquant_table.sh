@@ -29,7 +29,7 @@ bench_model "$which" "$out" || exit 2
 calib=$text
 case "$which" in
   stories260K) : "${CHUNKS:=100}" "${SAMPLES:=64}" "${LEN:=256}" "${EPOCHS:=5}" ;;
-  smollm2) : "${CHUNKS:=16}" "${SAMPLES:=8}" "${LEN:=512}" "${EPOCHS:=2}" ;;
+  smollm2) : "${CHUNKS:=16}" "${SAMPLES:=16}" "${LEN:=512}" "${EPOCHS:=2}" ;;
 esac
 [ -x "$bin" ] || make -s
 json=$out/$which.jsonl

@@ -9,7 +9,7 @@
 #   bench/qat_table.sh stories260K     # llama2.c model, TinyStories text
 #   bench/qat_table.sh smollm2         # SmolLM2-135M (GGUF), C4 training text, WikiText-2 eval
 #
-# Environment: TOKENS (training token budget per run), SEQ / BATCH, LR,
+# Environment: TOKENS (training token budget per run), SEQ / BATCH, LR, WARMUP,
 # CHUNKS (eval chunks), OUT (work directory, default /tmp/mq-qat-table), BIN
 # (default build/matquant). Prints a markdown table; the JSON line of every
 # eval goes to $OUT/<model>.jsonl and every training log to $OUT/<run>.log.
@@ -24,8 +24,8 @@ mkdir -p "$out"
 bench_model "$which" "$out" || exit 2
 train=$text
 case "$which" in
-  stories260K) : "${TOKENS:=262144}" "${SEQ:=256}" "${BATCH:=8}" "${LR:=5e-4}" "${CHUNKS:=100}" ;;
-  smollm2) : "${TOKENS:=65536}" "${SEQ:=256}" "${BATCH:=4}" "${LR:=1e-4}" "${CHUNKS:=16}" ;;
+  stories260K) : "${TOKENS:=262144}" "${SEQ:=256}" "${BATCH:=8}" "${LR:=5e-4}" "${CHUNKS:=100}" "${WARMUP:=20}" ;;
+  smollm2) : "${TOKENS:=32768}" "${SEQ:=256}" "${BATCH:=4}" "${LR:=1e-4}" "${CHUNKS:=16}" "${WARMUP:=4}" ;;
 esac
 [ -x "$bin" ] || make -s
 json=$out/$which.jsonl
@@ -38,7 +38,7 @@ train_run() {
   if [ ! -d "$dir" ]; then
     echo "== qat $name (R={$bits}) $*" >&2
     "$bin" quantize "$model" "${tok[@]}" -o "$dir" --method qat --train-bits "$bits" --scope ffn \
-      --data "$train" --tokens "$TOKENS" --seq-len "$SEQ" --batch "$BATCH" --lr "$LR" "$@" 2> "$out/$which-$name.log"
+      --data "$train" --tokens "$TOKENS" --seq-len "$SEQ" --batch "$BATCH" --lr "$LR" --warmup "$WARMUP" "$@" 2> "$out/$which-$name.log"
     grep -E "trained|wrote" "$out/$which-$name.log" >&2
   fi
 }
@@ -62,4 +62,4 @@ echo "|---|---|---|---|---|---|"
 sed -E 's/.*"row":"([^"]*)".*"bits":"([^"]*)","eff_bits":([0-9.]+).*"ppl":([0-9.]+),"ppl_se":([0-9.]+).*"kl":([0-9.]+).*"top1":([0-9.]+).*/\1|\2|\3|\4|\5|\6|\7/' "$json" |
   awk -F'|' '{printf "| %s | %s | %.3f | %.3f ± %.3f | %.4f | %.1f%% |\n", $1, $2, $3, $4, $5, $6, 100*$7}'
 echo
-echo "eval: $ppl, ctx $ctx, $CHUNKS chunks; training (qat): $train, $TOKENS tokens per run ($BATCH x $SEQ per step), lr $LR"
+echo "eval: $ppl, ctx $ctx, $CHUNKS chunks; training (qat): $train, $TOKENS tokens per run ($BATCH x $SEQ per step), lr $LR, warmup $WARMUP steps then cosine"

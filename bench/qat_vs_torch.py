@@ -12,10 +12,12 @@ which excludes loading and writing); PyTorch's side is written here with
 autograd (eager mode, fp32), timed over the same number of steps after one
 warm-up step.
 
-  python3 bench/qat_vs_torch.py [--threads 2] [--steps 8] [--batch 8] [--seq-len 256]
+  python3 bench/qat_vs_torch.py [--model stories260K|smollm2] [--threads 2] [--steps 8] [--batch 8] [--seq-len 256]
 
-Model: ../shared/data/stories260K (llama2.c weights read here; rotate-half
-RoPE applied to them as is — the layout does not change the work).
+Models: stories260K (../shared/data; llama2.c weights read here, rotate-half
+RoPE applied to them as is — the layout does not change the work) and
+SmolLM2-135M (the GGUF of scripts/get-models.sh, dequantized here with the
+`gguf` package from PyPI, llama.cpp's Q/K row permutation undone; tied head).
 Prints a markdown table: tokens/s of each side and the ratio.
 """
 import argparse
@@ -57,7 +59,40 @@ def load_llama2c(path):
     take(S * D // 2)
     take(S * D // 2)
     w["head"] = w["emb"] if shared else take(V, C)
-    return dict(C=C, F=F, L=L, H=H, KV=KV, V=V, D=D), w
+    return dict(C=C, F=F, L=L, H=H, KV=KV, V=V, D=D, theta=10000.0, eps=1e-5), w
+
+
+def load_gguf(path):
+    import gguf
+    import numpy as np
+    r = gguf.GGUFReader(path)
+
+    def field(name):
+        f = r.fields[name]
+        return f.parts[f.data[0]][0]
+
+    C, F, L = int(field("llama.embedding_length")), int(field("llama.feed_forward_length")), int(field("llama.block_count"))
+    H, KV = int(field("llama.attention.head_count")), int(field("llama.attention.head_count_kv"))
+    theta, eps = float(field("llama.rope.freq_base")), float(field("llama.attention.layer_norm_rms_epsilon"))
+    D = C // H
+    t = {}
+    for x in r.tensors:
+        a = gguf.quants.dequantize(x.data, x.tensor_type).astype(np.float32)
+        t[x.name] = torch.from_numpy(np.ascontiguousarray(a.reshape([int(d) for d in reversed(x.shape)])))
+    V = t["token_embd.weight"].shape[0]
+
+    def unpermute(m, n):  # llama.cpp interleaves the two RoPE halves of each head's rows
+        return m.reshape(n, D // 2, 2, C).transpose(1, 2).reshape(n * D, C).contiguous()
+
+    def stack(name, fn=lambda m, i: m):
+        return torch.stack([fn(t[f"blk.{i}.{name}.weight"], i) for i in range(L)])
+
+    w = {"emb": t["token_embd.weight"], "rms1": stack("attn_norm"), "wq": stack("attn_q", lambda m, i: unpermute(m, H)),
+         "wk": stack("attn_k", lambda m, i: unpermute(m, KV)), "wv": stack("attn_v"), "wo": stack("attn_output"),
+         "rms2": stack("ffn_norm"), "w1": stack("ffn_gate"), "w2": stack("ffn_down"), "w3": stack("ffn_up"),
+         "rmsf": t["output_norm.weight"]}
+    w["head"] = t["output.weight"] if "output.weight" in t else w["emb"]
+    return dict(C=C, F=F, L=L, H=H, KV=KV, V=V, D=D, theta=theta, eps=eps), w
 
 
 def round_ste(x):
@@ -81,7 +116,7 @@ def fake_quant(w, u, l, r):
     return a[:, None] * (q - z[:, None])
 
 
-def rmsnorm(x, g, eps=1e-5):
+def rmsnorm(x, g, eps):
     return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * g
 
 
@@ -97,23 +132,23 @@ def forward(cfg, w, ffn, tokens, cos, sin):
         return torch.cat([a * cos - c * sin, c * cos + a * sin], dim=-1).transpose(1, 2)
 
     for i in range(cfg["L"]):
-        xn = rmsnorm(x, w["rms1"][i])
+        xn = rmsnorm(x, w["rms1"][i], cfg["eps"])
         q = rope(xn @ w["wq"][i].T, H)
         k = rope(xn @ w["wk"][i].T, KV).repeat_interleave(H // KV, dim=1)
         v = (xn @ w["wv"][i].T).reshape(B, T, KV, D).transpose(1, 2).repeat_interleave(H // KV, dim=1)
         p = torch.softmax(((q @ k.transpose(2, 3)) / math.sqrt(D)).masked_fill(mask, float("-inf")), dim=-1)
         x = x + (p @ v).transpose(1, 2).reshape(B, T, H * D) @ w["wo"][i].T
-        xn = rmsnorm(x, w["rms2"][i])
+        xn = rmsnorm(x, w["rms2"][i], cfg["eps"])
         g, u, dn = ffn[i]
         x = x + (torch.nn.functional.silu(xn @ g.T) * (xn @ u.T)) @ dn.T
-    logits = rmsnorm(x, w["rmsf"]) @ w["head"].T
+    logits = rmsnorm(x, w["rmsf"], cfg["eps"]) @ w["head"].T
     return torch.log_softmax(logits.reshape(B * T, -1), dim=-1)
 
 
 def torch_tokens_per_s(cfg, w, data, args, bits, lam):
     B, T = args.batch, args.seq_len
     D = cfg["D"]
-    inv = 1.0 / (10000.0 ** (torch.arange(0, D, 2, dtype=torch.float32) / D))
+    inv = 1.0 / (cfg["theta"] ** (torch.arange(0, D, 2, dtype=torch.float32) / D))
     ang = torch.arange(T, dtype=torch.float32)[:, None] * inv[None, :]
     cos, sin = torch.cos(ang)[None, :, None, :], torch.sin(ang)[None, :, None, :]
     teacher = [(w["w1"][i], w["w3"][i], w["w2"][i]) for i in range(cfg["L"])]
@@ -143,11 +178,9 @@ def torch_tokens_per_s(cfg, w, data, args, bits, lam):
     return args.steps * B * T / (time.perf_counter() - t0)
 
 
-def matquant_tokens_per_s(args, bits, tmp, text):
-    data = os.environ.get("MQ_SHARED_DATA", os.path.join(ROOT, "..", "shared", "data"))
+def matquant_tokens_per_s(args, bits, tmp, text, model):
     out = os.path.join(tmp, "qat-bench")
-    cmd = [args.bin, "quantize", os.path.join(data, "stories260K", "stories260K.bin"), "--tokenizer",
-           os.path.join(data, "stories260K", "tok512.bin"), "-o", out, "--method", "qat", "--train-bits",
+    cmd = [args.bin, "quantize", *model, "-o", out, "--method", "qat", "--train-bits",
            ",".join(map(str, bits)), "--data", text, "--tokens", str((args.steps + 1) * args.batch * args.seq_len),
            "--seq-len", str(args.seq_len), "--batch", str(args.batch), "--lr", "5e-4", "--warmup", "1",
            "-t", str(args.threads), "--save-every", "0"]
@@ -161,29 +194,43 @@ def matquant_tokens_per_s(args, bits, tmp, text):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", choices=["stories260K", "smollm2"], default="stories260K")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--steps", type=int, default=8)
-    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--batch", type=int, default=None, help="default 8 (stories260K), 4 (smollm2)")
     ap.add_argument("--seq-len", type=int, default=256)
     ap.add_argument("--bin", default=os.path.join(ROOT, "build", "matquant"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     data_dir = os.environ.get("MQ_SHARED_DATA", os.path.join(ROOT, "..", "shared", "data"))
-    cfg, w = load_llama2c(os.path.join(data_dir, "stories260K", "stories260K.bin"))
+    if args.model == "stories260K":
+        args.batch = args.batch or 8
+        cfg, w = load_llama2c(os.path.join(data_dir, "stories260K", "stories260K.bin"))
+        model = [os.path.join(data_dir, "stories260K", "stories260K.bin"), "--tokenizer",
+                 os.path.join(data_dir, "stories260K", "tok512.bin")]
+    else:
+        args.batch = args.batch or 4
+        gguf_path = subprocess.run([os.path.join(ROOT, "scripts", "get-models.sh")], capture_output=True, text=True,
+                                   check=True).stdout.split()[-1]
+        cfg, w = load_gguf(gguf_path)
+        model = [gguf_path]
     gen = torch.Generator().manual_seed(0)
     data = [torch.randint(0, cfg["V"], (args.batch, args.seq_len), generator=gen) for _ in range(4)]
     with tempfile.TemporaryDirectory() as tmp:
-        text = os.path.join(tmp, "train.txt")
-        with open(os.path.join(data_dir, "tinystories", "tinystories_validation_head.txt"), "rb") as f:
-            f.seek(-300000, 2)
-            open(text, "wb").write(f.read())
+        if args.model == "stories260K":
+            text = os.path.join(tmp, "train.txt")
+            with open(os.path.join(data_dir, "tinystories", "tinystories_validation_head.txt"), "rb") as f:
+                f.seek(-300000, 2)
+                open(text, "wb").write(f.read())
+        else:
+            text = os.path.join(data_dir, "c4", "c4-validation.00000-of-00008.head1025.jsonl")
         print(f"| R | matquant tok/s | PyTorch {torch.__version__} tok/s | ratio |")
         print("|---|---|---|---|")
         for bits, lam in (([8, 4, 2], [1.0, 1.0, 1.0]), ([2], [1.0])):
-            mq = matquant_tokens_per_s(args, bits, tmp, text)
+            mq = matquant_tokens_per_s(args, bits, tmp, text, model)
             tt = torch_tokens_per_s(cfg, w, data, args, bits, lam)
             print(f"| {{{','.join(map(str, bits))}}} | {mq:.0f} | {tt:.0f} | {mq / tt:.2f} |", flush=True)
-    print(f"\nstories260K, batch {args.batch} x {args.seq_len} tokens, {args.steps} timed steps, "
+    print(f"\n{args.model}, batch {args.batch} x {args.seq_len} tokens, {args.steps} timed steps, "
           f"{args.threads} threads, FFN scope, per channel")
 
 
