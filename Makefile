@@ -72,7 +72,12 @@ $(BUILD)/membw: bench/membw.c
 	$(CC) -std=c11 -O2 -g -Wall -Wextra $(WERROR) -fopenmp -D_GNU_SOURCE -mavx512f -mavx512bw -mavx512vl \
 	    -mavx512vnni -mfma $< -o $@
 
-bench: all $(BUILD)/membw
+# Single-threaded cycles per weight of the packed kernels: bench/kernbench.c.
+$(BUILD)/kernbench: bench/kernbench.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) -o $@
+
+bench: all $(BUILD)/membw $(BUILD)/kernbench
 	@bench/run.sh
 
 golden:

@@ -1,0 +1,208 @@
+/*
+ * kernbench.c — single-threaded microbenchmark of the packed integer
+ * kernels (quant/kern.h): cycles per weight of one variant's gemv (decode,
+ * B = 1) and gemm (prompt, B tokens) on linears of the TinyLlama-1.1B shape
+ * (2048x2048, 5632x2048, 2048x5632) at widths 8, 6, 4, 3, 2 and 2x, per
+ * channel and with groups of 64. The yardstick for kernel work on a shared
+ * machine: the counter is the calling thread's own user-mode cycles
+ * (perf_event_open, exclude_kernel), so time spent descheduled by other
+ * jobs does not count; where perf events are unavailable (virtual machines)
+ * it counts the thread's CPU time (CLOCK_THREAD_CPUTIME_ID, which also
+ * leaves out descheduled time) in TSC ticks, and says so in its header.
+ *
+ * Not here: threads, activation quantization and the forward pass (they
+ * are in `matquant bench`); memory bandwidth (bench/membw.c). The matrices
+ * are small enough to stay partly in L2/L3 across repetitions, so these are
+ * compute costs, not DRAM-bound decode speeds. Weights are random codes
+ * (speed does not depend on the values); each figure is the best of
+ * --reps measurements.
+ *
+ * Usage: build/kernbench [--kern avx512|avx2|scalar] [--reps N] [--batch B]
+ *                        [--only gemv|gemm] [--widths 8,4,2x] [--json]
+ */
+#include "quant/kern.h"
+
+#include <linux/perf_event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+#include <x86intrin.h>
+
+static uint64_t rng = 0x9E3779B97F4A7C15ULL;
+static uint32_t rnd(void) {
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (uint32_t)(rng >> 11);
+}
+
+/* ---------------------------------------------------------- counter */
+
+static int perf_fd = -1;
+static double tsc_per_ns; /* TSC ticks per nanosecond, calibrated once */
+
+/* Open a user-mode cycle counter for this thread; false if not allowed
+ * (virtual machines often expose no hardware counters). */
+static bool counter_open(void) {
+    struct perf_event_attr pe;
+    memset(&pe, 0, sizeof pe);
+    pe.type = PERF_TYPE_HARDWARE;
+    pe.size = sizeof pe;
+    pe.config = PERF_COUNT_HW_CPU_CYCLES;
+    pe.exclude_kernel = 1;
+    pe.exclude_hv = 1;
+    perf_fd = (int)syscall(SYS_perf_event_open, &pe, 0, -1, -1, 0);
+    if (perf_fd >= 0) return true;
+    /* fallback: this thread's CPU time (descheduled time excluded) in TSC
+     * ticks, the TSC rate measured against CLOCK_MONOTONIC over 50 ms */
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    uint64_t t0 = __rdtsc();
+    do clock_gettime(CLOCK_MONOTONIC, &b);
+    while ((b.tv_sec - a.tv_sec) * 1000000000LL + (b.tv_nsec - a.tv_nsec) < 50000000LL);
+    uint64_t t1 = __rdtsc();
+    tsc_per_ns = (double)(t1 - t0) / (double)((b.tv_sec - a.tv_sec) * 1000000000LL + (b.tv_nsec - a.tv_nsec));
+    return false;
+}
+
+/* Cycles so far: user-mode core cycles of this thread (perf), else its CPU
+ * time in TSC ticks. */
+static uint64_t counter_read(void) {
+    if (perf_fd >= 0) {
+        uint64_t v = 0;
+        if (read(perf_fd, &v, sizeof v) == (ssize_t)sizeof v) return v;
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)(((double)ts.tv_sec * 1e9 + (double)ts.tv_nsec) * tsc_per_ns);
+}
+
+/* ------------------------------------------------------------ cases */
+
+typedef struct {
+    const mq_kern_ops *k;
+    int reps, batch;
+    bool do_gemv, do_gemm, json;
+} opts;
+
+/* Best cycles per weight of reps calls of one kernel on p (B tokens). */
+static double measure(const opts *o, const mq_packed *p, const mq_kact *a, float *y, bool gemm) {
+    double w = (double)p->rows * p->cols * (gemm ? a->B : 1);
+    /* enough calls per measurement for ~2e7 weight-products */
+    int calls = (int)(2e7 / w) + 1;
+    double best = 1e30;
+    for (int r = 0; r < o->reps + 1; r++) { /* the first is a warm-up */
+        uint64_t c0 = counter_read();
+        for (int i = 0; i < calls; i++) {
+            if (gemm) o->k->gemm(p, 0, p->rows, a, y, p->rows);
+            else o->k->gemv(p, 0, p->rows, a, y);
+        }
+        uint64_t c1 = counter_read();
+        double cpw = (double)(c1 - c0) / (w * calls);
+        if (r > 0 && cpw < best) best = cpw;
+    }
+    return best;
+}
+
+static void one_shape(const opts *o, int rows, int cols, int r, bool extra, int group, mq_kact *a, const float *x,
+                      float *y) {
+    size_t n = (size_t)rows * cols;
+    int ng = cols / group;
+    uint8_t *q = mq_malloc(n), *zero = mq_malloc((size_t)rows * ng);
+    float *alpha = mq_malloc((size_t)rows * ng * sizeof(float));
+    for (size_t i = 0; i < n; i++) q[i] = (uint8_t)(rnd() & 255);
+    for (int i = 0; i < rows * ng; i++) {
+        alpha[i] = 0.001f + 1e-5f * (float)(rnd() % 1000);
+        zero[i] = (uint8_t)(rnd() & 255);
+    }
+    mq_packed p;
+    if (mq_pack_build(q, alpha, zero, rows, cols, group, r, extra, &p) != MQ_OK) {
+        fprintf(stderr, "kernbench: %s\n", mq_last_error());
+        exit(1);
+    }
+    double gv = -1, gm = -1;
+    if (o->do_gemv) {
+        mq_kact_quantize(a, x, 1, cols);
+        mq_kact_group_sums(a, &p);
+        gv = measure(o, &p, a, y, false);
+    }
+    if (o->do_gemm) {
+        mq_kact_quantize(a, x, o->batch, cols);
+        mq_kact_group_sums(a, &p);
+        gm = measure(o, &p, a, y, true);
+    }
+    char wname[8], gname[16];
+    snprintf(wname, sizeof wname, "%d%s", r, extra ? "x" : "");
+    if (group == cols) snprintf(gname, sizeof gname, "channel");
+    else snprintf(gname, sizeof gname, "g%d", group);
+    if (o->json)
+        printf("{\"kern\":\"%s\",\"rows\":%d,\"cols\":%d,\"bits\":\"%s\",\"group\":\"%s\",\"gemv_cpw\":%.5f,"
+               "\"gemm_cpw\":%.5f,\"batch\":%d}\n",
+               o->k->name, rows, cols, wname, gname, gv, gm, o->batch);
+    else
+        printf("%-7s %5dx%-5d %-3s %-8s %10.4f %10.5f\n", o->k->name, rows, cols, wname, gname, gv, gm);
+    fflush(stdout);
+    free(q); free(zero); free(alpha);
+    mq_pack_free(&p);
+}
+
+static void usage(void) {
+    fprintf(stderr, "usage: kernbench [--kern avx512|avx2|scalar] [--reps N (3)] [--batch B (128)]\n"
+                    "                 [--only gemv|gemm] [--widths LIST (8,6,4,3,2,2x)] [--json]\n");
+}
+
+int main(int argc, char **argv) {
+    opts o = {mq_kern_active(), 3, 128, true, true, false};
+    const char *widths = "8,6,4,3,2,2x";
+    for (int i = 1; i < argc; i++) {
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(argv[i], "--kern") && v) {
+            o.k = mq_kern_find(v);
+            if (!o.k) { fprintf(stderr, "kernbench: --kern %s: not a variant this CPU runs\n", v); return 2; }
+            i++;
+        } else if (!strcmp(argv[i], "--reps") && v) { o.reps = atoi(v); i++; }
+        else if (!strcmp(argv[i], "--batch") && v) { o.batch = atoi(v); i++; }
+        else if (!strcmp(argv[i], "--only") && v) {
+            o.do_gemv = !strcmp(v, "gemv");
+            o.do_gemm = !strcmp(v, "gemm");
+            if (!o.do_gemv && !o.do_gemm) { usage(); return 2; }
+            i++;
+        } else if (!strcmp(argv[i], "--widths") && v) { widths = v; i++; }
+        else if (!strcmp(argv[i], "--json")) o.json = true;
+        else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { usage(); return 0; }
+        else { usage(); return 2; }
+    }
+    if (o.reps < 1 || o.batch < 1 || o.batch > 4096) { usage(); return 2; }
+    bool perf = counter_open();
+    if (!o.json)
+        printf("# kernbench: variant %s, single thread, %s, best of %d; gemv B=1, gemm B=%d\n"
+               "# %-5s %-11s %-3s %-8s %10s %10s\n",
+               o.k->name, perf ? "user-mode core cycles (perf_event)" : "thread CPU time in TSC cycles (no perf events)",
+               o.reps, o.batch, "kern", "shape", "w", "group", "gemv c/w", "gemm c/w");
+    const int shapes[3][2] = {{2048, 2048}, {5632, 2048}, {2048, 5632}};
+    int maxc = 5632;
+    mq_kact *a = mq_kact_new(o.batch, maxc);
+    float *x = mq_malloc((size_t)o.batch * maxc * sizeof(float));
+    float *y = mq_malloc((size_t)o.batch * 5632 * sizeof(float));
+    for (size_t i = 0; i < (size_t)o.batch * maxc; i++) x[i] = (float)rnd() / 2097152.0f - 1.0f;
+    for (int s = 0; s < 3; s++) {
+        int rows = shapes[s][0], cols = shapes[s][1];
+        char list[64];
+        snprintf(list, sizeof list, "%s", widths);
+        for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ",")) {
+            int r = atoi(tok);
+            bool extra = strchr(tok, 'x') != NULL;
+            if (!mq_pack_supported(r, extra)) { fprintf(stderr, "kernbench: width %s has no layout\n", tok); return 2; }
+            one_shape(&o, rows, cols, r, extra, cols, a, x, y);
+            one_shape(&o, rows, cols, r, extra, 64, a, x, y);
+        }
+    }
+    mq_kact_free(a);
+    free(x); free(y);
+    if (perf_fd >= 0) close(perf_fd);
+    return 0;
+}
