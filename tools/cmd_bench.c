@@ -9,8 +9,9 @@
  * pseudo-random sequence (speed does not depend on the text). Figures are
  * the median over --reps, after one untimed warm-up of the plan.
  * bytes_per_token counts the weights of one decode step: every linear in its
- * served form (packed planes, scales, biases and overflow lists, or fp32),
- * the head, one embedding row and the norms; it leaves out the KV cache and
+ * served form (packed planes, scales, biases and overflow lists, 16-bit
+ * F16/BF16, or fp32), the head, one embedding row and the norms; it leaves
+ * out the KV cache and
  * activations, so the implied bandwidth (bytes_per_token * tg_tps) is a
  * lower bound of what the machine moved.
  *
@@ -20,6 +21,7 @@
 #include "common.h"
 #include "core/threads.h"
 #include "io/checkpoint.h"
+#include "quant/half.h"
 #include "quant/kern.h"
 #include "quant/qmodel.h"
 
@@ -43,6 +45,8 @@ static double weight_bytes(const mq_model *m) {
         for (int k = 0; k < MQ_LIN_COUNT; k++) {
             if (L->packed[k]) {
                 b += (double)mq_pack_bytes(L->packed[k]);
+            } else if (L->half[k]) {
+                b += (double)mq_half_bytes(L->half[k]);
             } else {
                 int rows, cols;
                 mq_linear_weight(m, l, (mq_lin_kind)k, &rows, &cols);
@@ -51,8 +55,9 @@ static double weight_bytes(const mq_model *m) {
         }
         b += 4.0 * C * (2 + (L->post_attn_norm ? 1 : 0) + (L->post_ffn_norm ? 1 : 0));
     }
-    b += m->head_packed ? (double)mq_pack_bytes(m->head_packed) : 4.0 * c->vocab_size * C;
-    b += 4.0 * C * 2; /* one embedding row and the final norm */
+    b += m->head_packed ? (double)mq_pack_bytes(m->head_packed)
+       : m->head_half ? (double)mq_half_bytes(m->head_half) : 4.0 * c->vocab_size * C;
+    b += (m->tok_half ? 2.0 : 4.0) * C + 4.0 * C; /* one embedding row and the final norm */
     return b;
 }
 
@@ -83,7 +88,7 @@ int cmd_bench(int argc, char **argv) {
         {"n-gen", 'n', OPT_INT, &n, "generated tokens, one forward each (default 64)"},
         {"threads", 't', OPT_INT, &threads, "threads (default: all processors)"},
         {"reps", 'r', OPT_INT, &reps, "repetitions; the median is reported (default 3)"},
-        {"json", 0, OPT_FLAG, &json, "also print one JSON line per plan {bits, eff_bits, kernels, threads, p, n, pp_tps, tg_tps, bytes_per_token, gbps}"},
+        {"json", 0, OPT_FLAG, &json, "also print one JSON line per plan {bits, eff_bits, kernels, threads, p, n, pp_tps, tg_tps, bytes_per_token, gbps, resident_bytes, resident_f32_bytes}"},
         {0},
     };
     char *pos[1];
@@ -139,6 +144,11 @@ int cmd_bench(int argc, char **argv) {
     const char *kern = mq_kern_float_forced() ? "float" : mq_kern_active()->name;
     printf("%s: %d threads, kernels %s, prompt %d, generate %d, median of %d\n", pos[0], mq_get_threads(),
            m->quant ? kern : "float (not a checkpoint)", p, n, reps);
+    mq_weight_bytes wb0;
+    mq_model_weight_bytes(m, &wb0);
+    printf("resident weights after load: %.2f MB = fp32 %.2f + 16-bit %.2f + packed %.2f + parent codes %.2f\n",
+           (double)(wb0.f32 + wb0.half + wb0.packed + wb0.codes) / 1e6, (double)wb0.f32 / 1e6,
+           (double)wb0.half / 1e6, (double)wb0.packed / 1e6, (double)wb0.codes / 1e6);
     printf("%-22s %8s %12s %10s %10s %8s\n", "bits", "eff_bits", "MB/token", "pp tok/s", "tg tok/s", "GB/s");
     double *pp = mq_malloc((size_t)reps * sizeof(double)), *tg = mq_malloc((size_t)reps * sizeof(double));
     for (int i = 0; i < (n_plans ? n_plans : 1); i++) {
@@ -166,13 +176,17 @@ int cmd_bench(int argc, char **argv) {
             pp[r] = sp.pp_tps;
             tg[r] = sp.tg_tps;
         }
+        mq_weight_bytes wb;
+        mq_model_weight_bytes(m, &wb);
         double ppm = median(pp, reps), tgm = median(tg, reps), bpt = weight_bytes(m);
         double gbps = bpt * tgm / 1e9;
         printf("%-22s %8.3f %12.2f %10.1f %10.2f %8.2f\n", label, eff, bpt / 1e6, ppm, tgm, gbps);
         if (json)
             printf("{\"bits\":\"%s\",\"eff_bits\":%.4f,\"kernels\":\"%s\",\"threads\":%d,\"p\":%d,\"n\":%d,"
-                   "\"pp_tps\":%.3f,\"tg_tps\":%.3f,\"bytes_per_token\":%.0f,\"gbps\":%.3f}\n",
-                   label, eff, m->quant ? kern : "float", mq_get_threads(), p, n, ppm, tgm, bpt, gbps);
+                   "\"pp_tps\":%.3f,\"tg_tps\":%.3f,\"bytes_per_token\":%.0f,\"gbps\":%.3f,"
+                   "\"resident_bytes\":%zu,\"resident_f32_bytes\":%zu}\n",
+                   label, eff, m->quant ? kern : "float", mq_get_threads(), p, n, ppm, tgm, bpt, gbps,
+                   wb.f32 + wb.half + wb.packed + wb.codes, wb.f32);
         fflush(stdout);
     }
     ret = 0;

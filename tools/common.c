@@ -3,9 +3,12 @@
 
 #include "cli.h"
 
+#include <string.h>
+
 mq_model *tool_load_model(const char *cmd, const char *path, const char *tokenizer, const char *bits,
                           bool need_tok) {
-    mq_load_opts opts = {.tokenizer_path = tokenizer, .bits = bits};
+    /* every command but quantize only runs the model: 16-bit and packed forms, no fp32 copies */
+    mq_load_opts opts = {.tokenizer_path = tokenizer, .bits = bits, .serve = strcmp(cmd, "quantize") != 0};
     mq_model *m = NULL;
     if (mq_model_load(path, &opts, &m) != MQ_OK) {
         cli_error(cmd, "%s", mq_last_error());

@@ -1,10 +1,14 @@
 /*
  * checkpoint.c — write and read matquant checkpoint directories (see
- * checkpoint.h and docs/format.md).
+ * checkpoint.h and docs/format.md). Unquantized tensors are written in the
+ * dtype of their source tensor when it was F16 or BF16 and every value
+ * still round-trips through it exactly (a tensor changed since loading, such
+ * as a norm with LET scales folded in, stays F32), else in F32.
  */
 #include "io/checkpoint.h"
 
 #include "io/safetensors.h"
+#include "quant/half.h"
 
 #include <dirent.h>
 #include <math.h>
@@ -104,10 +108,44 @@ static mq_status write_tokenizer(const char *dir, const mq_model *m) {
     return st;
 }
 
-static mq_tensor f32_tensor(const char *name, const float *data, int64_t rows, int64_t cols) {
+/* Tensors converted to 16 bits for writing, freed after the write. */
+typedef struct {
+    void **p;
+    int n, cap;
+} tmp_bufs;
+
+/* The tensor of an unquantized weight: data (fp32, or NULL when the model
+ * serves it as the 16-bit h) in its source dtype (see the file comment). */
+static mq_tensor src_tensor(const mq_model *m, const char *name, const float *data, const mq_half *h, int64_t rows,
+                            int64_t cols, tmp_bufs *tb) {
+    size_t n = (size_t)rows * (size_t)(cols > 0 ? cols : 1);
     mq_tensor t = {.name = name, .dtype = MQ_DTYPE_F32, .ndim = cols > 0 ? 2 : 1,
-                   .shape = {rows, cols > 0 ? cols : 0}, .data = data};
-    t.nbytes = (size_t)rows * (size_t)(cols > 0 ? cols : 1) * sizeof(float);
+                   .shape = {rows, cols > 0 ? cols : 0}, .data = data, .nbytes = n * sizeof(float)};
+    if (!data) {
+        MQ_ASSERT(h && (size_t)h->rows * (size_t)h->cols == n);
+        t.dtype = h->dtype;
+        t.data = h->data;
+        t.nbytes = n * sizeof(uint16_t);
+        return t;
+    }
+    mq_dtype dt = mq_model_src_dtype(m, data);
+    if (dt != MQ_DTYPE_F16 && dt != MQ_DTYPE_BF16) return t;
+    uint16_t *b = mq_malloc(n * sizeof *b);
+    bool exact = true;
+    for (size_t i = 0; i < n && exact; i++) {
+        b[i] = dt == MQ_DTYPE_F16 ? mq_f32_to_f16(data[i]) : mq_f32_to_bf16(data[i]);
+        float back = dt == MQ_DTYPE_F16 ? mq_f16_to_f32(b[i]) : mq_bf16_to_f32(b[i]);
+        exact = memcmp(&back, &data[i], sizeof back) == 0;
+    }
+    if (!exact) {
+        free(b);
+        return t;
+    }
+    if (tb->n == tb->cap) tb->p = mq_realloc(tb->p, (size_t)(tb->cap = tb->cap ? 2 * tb->cap : 64) * sizeof *tb->p);
+    tb->p[tb->n++] = b;
+    t.dtype = dt;
+    t.data = b;
+    t.nbytes = n * sizeof(uint16_t);
     return t;
 }
 
@@ -160,9 +198,11 @@ mq_status mq_checkpoint_write(const char *dir, const mq_model *m, const mq_qline
     char (*names)[128] = mq_calloc((size_t)cap, sizeof *names);
     const mq_qlinear **ql = mq_calloc((size_t)L * MQ_LIN_COUNT, sizeof *ql);
     for (int i = 0; i < n; i++) ql[q[i].layer * MQ_LIN_COUNT + q[i].kind] = &q[i];
-#define ADD_F32(nm, data, r, cl) \
-    do { snprintf(names[nt], sizeof names[nt], "%s", (nm)); t[nt] = f32_tensor(names[nt], (data), (r), (cl)); nt++; } while (0)
-    ADD_F32("model.embed_tokens.weight", m->tok_emb, c->vocab_size, c->dim);
+    tmp_bufs tb = {0};
+#define ADD_W(nm, data, h, r, cl) \
+    do { snprintf(names[nt], sizeof names[nt], "%s", (nm)); t[nt] = src_tensor(m, names[nt], (data), (h), (r), (cl), &tb); nt++; } while (0)
+#define ADD_F32(nm, data, r, cl) ADD_W(nm, data, NULL, r, cl)
+    ADD_W("model.embed_tokens.weight", m->tok_emb, m->tok_half, c->vocab_size, c->dim);
     char nm[128], base[96];
     for (int l = 0; l < L; l++) {
         const mq_layer *ly = &m->layers[l];
@@ -195,7 +235,7 @@ mq_status mq_checkpoint_write(const char *dir, const mq_model *m, const mq_qline
                 int rows, cols;
                 float *w = mq_linear_weight(m, l, (mq_lin_kind)k, &rows, &cols);
                 snprintf(nm, sizeof nm, "%s.weight", base);
-                ADD_F32(nm, w, rows, cols);
+                ADD_W(nm, w, ly->half[k], rows, cols);
                 continue;
             }
             int ng = qq->cols / qq->group;
@@ -217,8 +257,9 @@ mq_status mq_checkpoint_write(const char *dir, const mq_model *m, const mq_qline
         }
     }
     ADD_F32("model.norm.weight", m->final_norm, c->dim, 0);
-    if (!c->tied_embeddings) ADD_F32("lm_head.weight", m->lm_head, c->vocab_size, c->dim);
+    if (!c->tied_embeddings) ADD_W("lm_head.weight", m->lm_head, m->head_half, c->vocab_size, c->dim);
 #undef ADD_F32
+#undef ADD_W
     MQ_ASSERT(nt <= cap);
     char v_fmt[16], v_pb[16], v_gs[16], v_tb[64], v_lam[128], v_gb[16];
     snprintf(v_gb, sizeof v_gb, "%d", meta->grid_bits > 0 ? meta->grid_bits : 8);
@@ -243,6 +284,8 @@ mq_status mq_checkpoint_write(const char *dir, const mq_model *m, const mq_qline
     };
     char *p = mq_path_join(tmp, "model.safetensors");
     mq_status st = mq_st_write(p, t, nt, kv, (int)(sizeof kv / sizeof kv[0]));
+    for (int i = 0; i < tb.n; i++) free(tb.p[i]);
+    free(tb.p);
     free(p);
     free(t);
     free(names);

@@ -5,7 +5,9 @@
  *   X.qweight U8 [out, in]     int8 parent codes
  *   X.scale   F32 [out, in/g]  alpha per row and group
  *   X.zero    U8 [out, in/g]   integer zero point per row and group
- * and every other tensor as F32; __metadata__ keys prefixed "matquant.".
+ * and every other tensor in its source dtype (F16/BF16 when the source
+ * tensor was and its values are unchanged, else F32); __metadata__ keys
+ * prefixed "matquant.".
  * The directory is written atomically: files go to OUT.tmp.<pid>/, which is
  * renamed to OUT at the end, so an interrupted run never leaves a
  * half-written checkpoint under the final name.
@@ -54,7 +56,9 @@ float *mq_linear_weight(const mq_model *m, int layer, mq_lin_kind kind, int *row
 bool mq_scope_has(const char *scope, mq_lin_kind kind);
 
 /* Write the checkpoint directory `dir` from the model m (every tensor not
- * quantized is taken from m in fp32) and the n quantized linears. The
+ * quantized is taken from m: its fp32 buffer, written in the source dtype
+ * when that is F16/BF16 and exact, or its 16-bit form when m is served) and
+ * the n quantized linears. The
  * tokenizer is copied from m's source (tokenizer.json / tokenizer.bin) or
  * written from its vocabulary. Errors name the path. */
 mq_status mq_checkpoint_write(const char *dir, const mq_model *m, const mq_qlinear *q, int n,

@@ -5,6 +5,10 @@
  * element-wise ops run on OpenMP threads. All memory is planned in
  * mq_state_new; nothing is allocated per token.
  *
+ * A served model's 16-bit linears, head and embedding table (quant/half.h)
+ * and packed quantized linears (quant/kern.h) take the place of the fp32
+ * matrices where the model has them.
+ *
  * Not here: quantized kernels (src/quant) and backward passes (src/train).
  * References: transformers modeling_llama / modeling_gemma2 (op order, the
  * fp32 RoPE angle pos * inv_freq, soft-capping, sliding windows:
@@ -14,6 +18,7 @@
 
 #include "core/threads.h"
 
+#include "quant/half.h"
 #include "quant/kern.h"
 
 #include <cblas.h>
@@ -39,6 +44,7 @@ struct mq_state {
     float *hb2;      /* (B, F) up */
     float *scores;   /* (nthreads, ATT_TILE, max_ctx) */
     mq_kact *kact;   /* int8 activations of (B, max(C, H*D, F)) for packed linears */
+    mq_half_scratch hscr; /* widened strips for 16-bit products with B > 1 (served models only) */
     mq_tap_fn tap;   /* activation observer (calibration) or NULL */
     void *tap_user;
 };
@@ -82,6 +88,7 @@ mq_state *mq_state_new(const mq_model *m, int max_ctx, int max_batch) {
     s->scores = mq_aligned_alloc((size_t)s->nthreads * ATT_TILE * (size_t)max_ctx * sizeof(float));
     size_t kmax = C > QD ? C : QD;
     s->kact = mq_kact_new(max_batch, (int)(kmax > F ? kmax : F));
+    if (m->n_half > 0 && max_batch > 1) mq_half_scratch_init(&s->hscr, s->nthreads, (int)(kmax > F ? kmax : F));
     return s;
 }
 
@@ -91,26 +98,34 @@ void mq_state_free(mq_state *s) {
     free(s->q); free(s->k); free(s->v); free(s->att); free(s->hb); free(s->hb2);
     free(s->scores);
     mq_kact_free(s->kact);
+    mq_half_scratch_free(&s->hscr);
     free(s);
 }
 
 /* ================================================================= ops */
 
 /* out(B, O) = inp(B, K) @ w(O, K)^T (+ bias(O)); with the packed form pk
- * (not NULL) through the integer kernels of quant/kern.h instead of w.
+ * (not NULL) through the integer kernels of quant/kern.h instead of w, else
+ * with the 16-bit form h (not NULL) through quant/half.h.
  * One thread pool: OpenMP threads each multiply a slice of the output
  * features with single-threaded OpenBLAS (mq_set_threads keeps OpenBLAS at
  * one thread), so no second pool competes for the cores. */
 static void matmul_fwd(mq_state *s, float *out, const float *inp, const float *w, const struct mq_packed *pk,
-                       const float *bias, int B, int K, int O) {
-    if (pk) {
-        MQ_ASSERT(pk->rows == O && pk->cols == K);
-        mq_kern_matmul(pk, inp, B, out, s->kact);
+                       const mq_half *h, const float *bias, int B, int K, int O) {
+    if (pk || h) {
+        if (pk) {
+            MQ_ASSERT(pk->rows == O && pk->cols == K);
+            mq_kern_matmul(pk, inp, B, out, s->kact);
+        } else {
+            MQ_ASSERT(h->rows == O && h->cols == K);
+            mq_half_matmul(h, inp, B, out, &s->hscr, NULL);
+        }
         if (bias)
             for (int b = 0; b < B; b++)
                 for (int o = 0; o < O; o++) out[(size_t)b * O + o] += bias[o];
         return;
     }
+    MQ_ASSERT(w);
     int T = omp_get_max_threads();
     if ((size_t)O * K < ((size_t)1 << 16) || O < 64) T = 1;
 #pragma omp parallel num_threads(T)
@@ -248,9 +263,9 @@ void mq_forward_block(const mq_model *m, mq_state *s, int l, float *x, int B, in
     /* attention sub-block */
     rmsnorm_fwd(s->xb, x, L->attn_norm, B, C, c->norm_eps, c->norm_plus_one);
     tap(s, l, MQ_TAP_ATTN_IN, s->xb, B, C);
-    matmul_fwd(s, s->q, s->xb, L->wq, L->packed[0], L->bq, B, C, QD);
-    matmul_fwd(s, s->k, s->xb, L->wk, L->packed[1], L->bk, B, C, KD);
-    matmul_fwd(s, s->v, s->xb, L->wv, L->packed[2], L->bv, B, C, KD);
+    matmul_fwd(s, s->q, s->xb, L->wq, L->packed[0], L->half[0], L->bq, B, C, QD);
+    matmul_fwd(s, s->k, s->xb, L->wk, L->packed[1], L->half[1], L->bk, B, C, KD);
+    matmul_fwd(s, s->v, s->xb, L->wv, L->packed[2], L->half[2], L->bv, B, C, KD);
     rope_fwd(s->q, m->inv_freq, B, c->n_heads, D, pos0);
     rope_fwd(s->k, m->inv_freq, B, c->n_kv_heads, D, pos0);
     size_t off = ((size_t)l * s->max_ctx + (size_t)pos0) * KD;
@@ -258,18 +273,18 @@ void mq_forward_block(const mq_model *m, mq_state *s, int l, float *x, int B, in
     memcpy(s->v_cache + off, s->v, (size_t)B * KD * sizeof(float));
     attention_fwd(s, c, l, B, pos0);
     tap(s, l, MQ_TAP_ATTN_OUT, s->att, B, QD);
-    matmul_fwd(s, s->xo, s->att, L->wo, L->packed[3], NULL, B, QD, C);
+    matmul_fwd(s, s->xo, s->att, L->wo, L->packed[3], L->half[3], NULL, B, QD, C);
     if (L->post_attn_norm)
         rmsnorm_fwd(s->xo, s->xo, L->post_attn_norm, B, C, c->norm_eps, c->norm_plus_one);
     for (size_t i = 0; i < (size_t)B * C; i++) x[i] += s->xo[i];
     /* feed-forward sub-block */
     rmsnorm_fwd(s->xb, x, L->ffn_norm, B, C, c->norm_eps, c->norm_plus_one);
     tap(s, l, MQ_TAP_FFN_IN, s->xb, B, C);
-    matmul_fwd(s, s->hb, s->xb, L->w_gate, L->packed[4], NULL, B, C, F);
-    matmul_fwd(s, s->hb2, s->xb, L->w_up, L->packed[5], NULL, B, C, F);
+    matmul_fwd(s, s->hb, s->xb, L->w_gate, L->packed[4], L->half[4], NULL, B, C, F);
+    matmul_fwd(s, s->hb2, s->xb, L->w_up, L->packed[5], L->half[5], NULL, B, C, F);
     glu_fwd(s->hb, s->hb2, (size_t)B * F, c->act);
     tap(s, l, MQ_TAP_FFN_MID, s->hb, B, F);
-    matmul_fwd(s, s->xo, s->hb, L->w_down, L->packed[6], NULL, B, F, C);
+    matmul_fwd(s, s->xo, s->hb, L->w_down, L->packed[6], L->half[6], NULL, B, F, C);
     if (L->post_ffn_norm)
         rmsnorm_fwd(s->xo, s->xo, L->post_ffn_norm, B, C, c->norm_eps, c->norm_plus_one);
     for (size_t i = 0; i < (size_t)B * C; i++) x[i] += s->xo[i];
@@ -280,7 +295,8 @@ void mq_embed(const mq_model *m, const int32_t *tokens, int B, float *x) {
     int C = c->dim;
     float scale = sqrtf((float)C);
     for (int b = 0; b < B; b++) {
-        memcpy(x + (size_t)b * C, m->tok_emb + (size_t)tokens[b] * C, (size_t)C * sizeof(float));
+        if (m->tok_half) mq_half_row(m->tok_half, tokens[b], x + (size_t)b * C);
+        else memcpy(x + (size_t)b * C, m->tok_emb + (size_t)tokens[b] * C, (size_t)C * sizeof(float));
         if (c->embed_scale)
             for (int i = 0; i < C; i++) x[(size_t)b * C + i] *= scale;
     }
@@ -293,7 +309,7 @@ void mq_logits(const mq_model *m, mq_state *s, const float *x, int R, float *log
         int n = R - r0 < s->max_batch ? R - r0 : s->max_batch;
         rmsnorm_fwd(s->xb, x + (size_t)r0 * C, m->final_norm, n, C, c->norm_eps, c->norm_plus_one);
         float *out = logits + (size_t)r0 * c->vocab_size;
-        matmul_fwd(s, out, s->xb, m->lm_head, m->head_packed, NULL, n, C, c->vocab_size);
+        matmul_fwd(s, out, s->xb, m->lm_head, m->head_packed, m->head_half, NULL, n, C, c->vocab_size);
         if (c->final_softcap > 0) softcap_fwd(out, (size_t)n * c->vocab_size, c->final_softcap);
     }
 }

@@ -2,7 +2,9 @@
  * load_gguf.c — GGUF models as llama.cpp writes them, architectures "llama"
  * (also Mistral, SmolLM, TinyLlama) and "qwen2". Hyper-parameters come from
  * the <arch>.* keys, weights from the blk.N.* tensors (any type
- * mq_gguf_dequant handles), the tokenizer from tokenizer.ggml.*.
+ * mq_gguf_dequant handles; F16 and BF16 tensors are recorded as such for
+ * the model's source dtypes, every other type as F32), the tokenizer from
+ * tokenizer.ggml.*.
  *
  * llama.cpp's converter permutes the rows of attn_q/attn_k of llama models so
  * that RoPE rotates adjacent pairs; we undo it here to keep one layout
@@ -47,7 +49,7 @@ static mq_status need_u32(const ctx *x, const char *suffix, int *out) {
 
 /* Load tensor `name` (ggml dims ne = [cols, rows], or [rows] when cols < 0)
  * into dst as fp32. */
-static mq_status load(const ctx *x, const char *name, float *dst, int64_t rows, int64_t cols) {
+static mq_status load(mq_model *m, const ctx *x, const char *name, float *dst, int64_t rows, int64_t cols) {
     const mq_gguf_tensor *t = mq_gguf_find_tensor(x->g, name);
     if (!t) return mq_fail(MQ_ERR_FORMAT, "%s: tensor '%s' not found", x->path, name);
     bool ok = cols < 0 ? (t->ndim == 1 && t->ne[0] == rows)
@@ -63,6 +65,8 @@ static mq_status load(const ctx *x, const char *name, float *dst, int64_t rows, 
     }
     mq_status st = mq_gguf_dequant(t, dst);
     if (st) return st;
+    if (t->type == MQ_GGML_F16) mq_model_note_src(m, dst, MQ_DTYPE_F16);
+    else if (t->type == MQ_GGML_BF16) mq_model_note_src(m, dst, MQ_DTYPE_BF16);
     return mq_check_finite(dst, (size_t)rows * (size_t)(cols < 0 ? 1 : cols), x->path, name);
 }
 
@@ -128,7 +132,7 @@ mq_status mq_load_gguf(const char *path, mq_model *m) {
     int64_t QD = (int64_t)c->n_heads * c->head_dim, KD = (int64_t)c->n_kv_heads * c->head_dim;
     char n[128];
 #define LOAD(name_, dst, r, cl) \
-    if (st == MQ_OK) st = load(&x, (name_), (dst), (r), (cl))
+    if (st == MQ_OK) st = load(m, &x, (name_), (dst), (r), (cl))
     LOAD("token_embd.weight", m->tok_emb, V, C);
     LOAD("output_norm.weight", m->final_norm, C, -1);
     if (!c->tied_embeddings) LOAD("output.weight", m->lm_head, V, C);

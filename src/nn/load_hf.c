@@ -4,7 +4,8 @@
  * (F32/F16/BF16), tokenizer.json when present.
  *
  * Every tensor is looked up by its transformers name, its shape checked
- * against the config and converted to fp32; NaN/Inf is rejected naming it.
+ * against the config and converted to fp32 (its dtype recorded as the
+ * buffer's source dtype); NaN/Inf is rejected naming it.
  * Not here: matquant checkpoints (qweight/scale/zero) — src/io/checkpoint.c.
  * References: transformers LlamaConfig, MistralConfig, Qwen2Config,
  * Gemma2Config and their modeling files (parameter names, defaults).
@@ -193,7 +194,7 @@ static mq_status parse_config(const char *path, mq_config *c, bool *tie_given) {
 
 /* ---------------------------------------------------------------- weights */
 
-static mq_status load_tensor(const mq_st_set *s, const char *dir, const char *name, float *dst,
+static mq_status load_tensor(mq_model *m, const mq_st_set *s, const char *dir, const char *name, float *dst,
                              int64_t rows, int64_t cols) {
     const mq_tensor *t = mq_st_set_find(s, name);
     if (!t) {
@@ -223,6 +224,7 @@ static mq_status load_tensor(const mq_st_set *s, const char *dir, const char *na
                        dir, name, mq_dtype_name(t->dtype));
     mq_status st = mq_convert_to_f32(t->data, t->dtype, n, dst);
     if (st) return st;
+    mq_model_note_src(m, dst, t->dtype);
     return mq_check_finite(dst, n, dir, name);
 }
 
@@ -274,7 +276,7 @@ mq_status mq_load_hf(const char *dir, mq_model *m) {
     bool gemma = c->arch == MQ_ARCH_GEMMA2;
     char n[256];
 #define LOAD(name_, dst, r, cl) \
-    if (st == MQ_OK) st = load_tensor(s, dir, (name_), (dst), (r), (cl))
+    if (st == MQ_OK) st = load_tensor(m, s, dir, (name_), (dst), (r), (cl))
     LOAD("model.embed_tokens.weight", m->tok_emb, V, C);
     LOAD("model.norm.weight", m->final_norm, C, -1);
     if (!c->tied_embeddings) LOAD("lm_head.weight", m->lm_head, V, C);

@@ -1,6 +1,8 @@
 /*
- * model.c — the model object: ownership of fp32 weights, configuration
- * checks, RoPE frequencies, and the format dispatch of mq_model_load.
+ * model.c — the model object: ownership of fp32 weights (with the source
+ * dtype of each), configuration checks, RoPE frequencies, the format
+ * dispatch of mq_model_load, and for served models the switch of 16-bit
+ * source tensors to their 16-bit form (quant/half.h).
  *
  * Not here: reading each format (load_hf.c, load_gguf.c, load_llama2c.c)
  * and the forward pass (forward.c).
@@ -8,6 +10,8 @@
  * for the RoPE frequencies.
  */
 #include "nn/load_internal.h"
+#include "quant/half.h"
+#include "quant/kern.h"
 #include "quant/qmodel.h"
 
 #include <math.h>
@@ -20,8 +24,93 @@ float *mq_model_alloc(mq_model *m, size_t n) {
     }
     float *p = mq_aligned_alloc(n * sizeof(float));
     memset(p, 0, n * sizeof(float));
-    m->owned[m->n_owned++] = p;
+    m->owned[m->n_owned++] = (struct mq_owned){.p = p, .n = n, .src = MQ_DTYPE_F32};
     return p;
+}
+
+static struct mq_owned *find_owned(const mq_model *m, const float *p) {
+    for (int i = 0; p && i < m->n_owned; i++)
+        if (m->owned[i].p == p) return &m->owned[i];
+    return NULL;
+}
+
+void mq_model_note_src(mq_model *m, const float *p, mq_dtype src) {
+    struct mq_owned *o = find_owned(m, p);
+    MQ_ASSERT(o);
+    o->src = src;
+}
+
+mq_dtype mq_model_src_dtype(const mq_model *m, const float *p) {
+    const struct mq_owned *o = find_owned(m, p);
+    return o ? o->src : MQ_DTYPE_F32;
+}
+
+void mq_model_release(mq_model *m, float *p) {
+    struct mq_owned *o = find_owned(m, p);
+    MQ_ASSERT(o);
+    free(o->p);
+    *o = m->owned[--m->n_owned];
+}
+
+float **mq_layer_weight_slot(mq_layer *L, int kind) {
+    switch (kind) {
+    case 0: return &L->wq;
+    case 1: return &L->wk;
+    case 2: return &L->wv;
+    case 3: return &L->wo;
+    case 4: return &L->w_gate;
+    case 5: return &L->w_up;
+    case 6: return &L->w_down;
+    default: break;
+    }
+    MQ_ASSERT(!"bad linear kind");
+    return NULL;
+}
+
+void mq_model_weight_bytes(const mq_model *m, mq_weight_bytes *out) {
+    memset(out, 0, sizeof *out);
+    for (int i = 0; i < m->n_owned; i++) out->f32 += m->owned[i].n * sizeof(float);
+    for (int i = 0; i < m->n_half; i++) out->half += mq_half_bytes(&m->half_store[i]);
+    const struct mq_qstore *q = m->quant;
+    if (!q) return;
+    if (q->head_fp) out->f32 += (size_t)m->cfg.vocab_size * (size_t)m->cfg.dim * sizeof(float);
+    for (int i = 0; i < q->n; i++) {
+        size_t ng = (size_t)q->q[i].rows * (size_t)(q->q[i].cols / q->q[i].group);
+        out->codes += (size_t)q->q[i].rows * (size_t)q->q[i].cols + ng * (sizeof(float) + 1);
+        if (q->packed && q->packed[i].data) out->packed += mq_pack_bytes(&q->packed[i]);
+    }
+    if (q->head_pk.data) out->packed += mq_pack_bytes(&q->head_pk);
+}
+
+/* Serving: every unquantized linear, the embedding table and an untied head
+ * whose source tensor was F16/BF16 move to their 16-bit form; the fp32
+ * buffer is freed (its values came from that dtype, so nothing changes). */
+static mq_status serve_half(mq_model *m) {
+    const mq_config *c = &m->cfg;
+    m->half_store = mq_calloc((size_t)c->n_layers * 7 + 2, sizeof *m->half_store);
+    mq_status st = MQ_OK;
+#define TO_HALF(slot, rows, cols, what, dst)                                                      do {                                                                                              mq_dtype dt_ = mq_model_src_dtype(m, *(slot));                                                if (st || !*(slot) || (dt_ != MQ_DTYPE_F16 && dt_ != MQ_DTYPE_BF16)) break;                   mq_half *h_ = &m->half_store[m->n_half];                                                      st = mq_half_from_f32(*(slot), (rows), (cols), dt_, (what), h_);                              if (st) break;                                                                                m->n_half++;                                                                                  mq_model_release(m, *(slot));                                                                 *(slot) = NULL;                                                                               (dst) = h_;                                                                               } while (0)
+    bool tied = c->tied_embeddings;
+    TO_HALF(&m->tok_emb, c->vocab_size, c->dim, "model.embed_tokens.weight", m->tok_half);
+    if (tied) {
+        if (m->tok_half) {
+            m->lm_head = NULL;
+            m->head_half = m->tok_half;
+        }
+    } else {
+        TO_HALF(&m->lm_head, c->vocab_size, c->dim, "lm_head.weight", m->head_half);
+    }
+    int C = c->dim, F = c->hidden_dim, QD = c->n_heads * c->head_dim, KD = c->n_kv_heads * c->head_dim;
+    int rows[7] = {QD, KD, KD, C, F, F, C}, cols[7] = {C, C, C, QD, C, C, F};
+    for (int l = 0; l < c->n_layers && st == MQ_OK; l++)
+        for (int k = 0; k < 7; k++) {
+            if (mq_qstore_has(m->quant, l, (mq_lin_kind)k)) continue;
+            char nm[96];
+            mq_linear_name(l, (mq_lin_kind)k, nm, sizeof nm);
+            TO_HALF(mq_layer_weight_slot(&m->layers[l], k), rows[k], cols[k], nm, m->layers[l].half[k]);
+        }
+#undef TO_HALF
+    return st;
 }
 
 void mq_model_alloc_weights(mq_model *m) {
@@ -186,6 +275,8 @@ mq_status mq_model_load(const char *path, const mq_load_opts *opts, mq_model **o
     if (st == MQ_OK && m->tok && mq_tokenizer_vocab_size(m->tok) > m->cfg.vocab_size)
         st = mq_fail(MQ_ERR_FORMAT, "%s: tokenizer has %d tokens but the model only %d", path,
                      mq_tokenizer_vocab_size(m->tok), m->cfg.vocab_size);
+    m->serve_half = opts && opts->serve && !mq_kern_float_forced();
+    if (st == MQ_OK && m->serve_half) st = serve_half(m);
     if (st == MQ_OK && m->quant) {
         mq_plan p;
         const char *bits = opts && opts->bits ? opts->bits : "8";
@@ -212,8 +303,10 @@ mq_status mq_model_load(const char *path, const mq_load_opts *opts, mq_model **o
 
 void mq_model_free(mq_model *m) {
     if (!m) return;
-    for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
+    for (int i = 0; i < m->n_owned; i++) free(m->owned[i].p);
     free(m->owned);
+    for (int i = 0; i < m->n_half; i++) mq_half_free(&m->half_store[i]);
+    free(m->half_store);
     free(m->layers);
     mq_qstore_free(m->quant);
     if (m->tok) mq_tokenizer_free(m->tok);

@@ -11,7 +11,12 @@
  * on load; llama.cpp's permuted Q/K rows undone), a llama2.c .bin checkpoint.
  *
  * All weights are held as fp32 row-major [out][in] matrices in HF layout
- * (RoPE as rotate-half over each head; other layouts are converted on load).
+ * (RoPE as rotate-half over each head; other layouts are converted on load),
+ * except when a model is loaded to be served (mq_load_opts.serve, kernels
+ * on): then its unquantized linears and embedding table whose source dtype
+ * is F16/BF16 are kept only in that 16-bit form (quant/half.h; the fp32
+ * pointer is NULL) and the quantized linears only in their packed layouts.
+ * Every loaded tensor records its source dtype (mq_model_src_dtype).
  *
  * Not here: quantized weights and kernels (src/quant), training (src/train).
  */
@@ -71,6 +76,10 @@ typedef struct {
      * mq_lin_kind order) while a bit plan serves them through the kernels of
      * src/quant/kern.h; NULL: the fp32 matrix above is used. Owned by quant. */
     const struct mq_packed *packed[7];
+    /* 16-bit (F16/BF16) form of the same linears while the model is served
+     * and the linear is unquantized with a 16-bit source; the fp32 pointer
+     * above is then NULL. Owned by the model (half_store). */
+    const struct mq_half *half[7];
 } mq_layer;
 
 typedef struct mq_model {
@@ -86,13 +95,23 @@ typedef struct mq_model {
     char *source_kind;     /* "hf", "gguf", "llama2c" */
     struct mq_qstore *quant; /* parent codes when loaded from a matquant checkpoint, else NULL */
     const struct mq_packed *head_packed; /* int8 packed head while head:8 is served by the kernels, else NULL */
-    float **owned;         /* every fp32 buffer this model allocated */
+    const struct mq_half *tok_half;  /* (V, C) 16-bit embedding table while served (tok_emb NULL), else NULL */
+    const struct mq_half *head_half; /* (V, C) 16-bit head while served (lm_head NULL); == tok_half when tied */
+    bool serve_half;       /* loaded to be served with kernels: 16-bit and packed forms replace fp32 */
+    struct mq_half *half_store; /* (n_half) the 16-bit matrices above */
+    int n_half;
+    struct mq_owned { float *p; size_t n; mq_dtype src; } *owned; /* every fp32 buffer this model
+                              allocated: floats, and the dtype of the source tensor it was loaded from */
     int n_owned, cap_owned;
 } mq_model;
 
 typedef struct {
     const char *tokenizer_path; /* overrides the source's tokenizer; required for llama2.c */
     const char *bits;           /* bit plan for a matquant checkpoint (default "8") */
+    bool serve;                 /* the model will only be run (run, eval, bench): unless
+                                   MQ_KERNELS=float, keep 16-bit source tensors 16-bit and
+                                   quantized linears packed only (no fp32 copies); quantizing
+                                   or training needs serve = false */
 } mq_load_opts;
 
 /* Load a model from an HF directory, a .gguf file or a llama2.c .bin (by
@@ -103,6 +122,25 @@ mq_status mq_model_load(const char *path, const mq_load_opts *opts, mq_model **o
 void mq_model_free(mq_model *m);
 /* Number of parameters (embeddings counted once when tied). */
 int64_t mq_model_n_params(const mq_model *m);
+/* The dtype of the source tensor an fp32 buffer of m was loaded from
+ * (F16/BF16 for 16-bit sources, F32 for F32 sources, dequantized GGUF types
+ * and buffers the model computed itself; F32 for a pointer m does not own). */
+mq_dtype mq_model_src_dtype(const mq_model *m, const float *p);
+/* Resident weight memory of m, by form: fp32 buffers (including RoPE
+ * frequencies), 16-bit matrices, packed integer layouts (with the int8
+ * head) and the checkpoint's parent codes (codes, scales, zero points). */
+typedef struct { size_t f32, half, packed, codes; } mq_weight_bytes;
+void mq_model_weight_bytes(const mq_model *m, mq_weight_bytes *out);
+
+/* ---- for the loaders and quant/qmodel.c ---- */
+
+/* Record that fp32 buffer p of m holds a tensor loaded from dtype src. */
+void mq_model_note_src(mq_model *m, const float *p, mq_dtype src);
+/* Free fp32 buffer p of m before mq_model_free (p must be owned by m). */
+void mq_model_release(mq_model *m, float *p);
+/* The fp32 weight slot of linear `kind` (mq_lin_kind order q, k, v, o,
+ * gate, up, down) of layer L. */
+float **mq_layer_weight_slot(mq_layer *L, int kind);
 
 /* Inference state: KV cache for up to max_ctx positions and scratch for up
  * to max_batch tokens per forward call. All memory is allocated here, none

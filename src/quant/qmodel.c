@@ -1,10 +1,17 @@
 /*
  * qmodel.c — applying bit plans to a checkpoint-loaded model (see qmodel.h).
+ * A served model (m->serve_half) keeps no fp32 copy of a linear that has a
+ * packed layout at its width: the buffer is freed when the plan packs it and
+ * allocated again when a later plan needs the dequantized fp32 form.
  */
 #include "quant/qmodel.h"
 
+#include "nn/load_internal.h"
+#include "quant/half.h"
 #include "quant/kern.h"
 #include "quant/ref.h"
+
+#include <omp.h>
 
 #include <string.h>
 
@@ -25,6 +32,30 @@ void mq_qstore_free(struct mq_qstore *s) {
     free(s);
 }
 
+/* head:8 of a served model whose head (or tied embedding table) is 16-bit:
+ * the int8 codes of its rows widened one at a time, packed; no fp32 head. */
+static mq_status head_int8_half(mq_model *m, struct mq_qstore *s) {
+    const mq_half *h = m->head_half;
+    size_t V = (size_t)h->rows, C = (size_t)h->cols;
+    int T = omp_get_max_threads();
+    uint8_t *q = mq_malloc(V * C), *zs = mq_malloc(V);
+    float *as = mq_malloc(V * sizeof(float)), *rowbuf = mq_malloc((size_t)T * C * sizeof(float));
+#pragma omp parallel num_threads(T)
+    {
+        float *row = rowbuf + (size_t)omp_get_thread_num() * C;
+#pragma omp for
+        for (size_t r = 0; r < V; r++) {
+            mq_half_row(h, (int)r, row);
+            mq_ref_grid(row, (int)C, NULL, NULL, &as[r], &zs[r]);
+            for (size_t j = 0; j < C; j++) q[r * C + j] = mq_ref_code(row[j], as[r], zs[r]);
+        }
+    }
+    mq_status st = mq_pack_build(q, as, zs, (int)V, (int)C, (int)C, 8, false, &s->head_pk);
+    if (st == MQ_OK) m->head_packed = &s->head_pk;
+    free(q); free(zs); free(as); free(rowbuf);
+    return st;
+}
+
 /* int8 round-to-nearest of the head, per row (as llama.cpp serves its output
  * tensor quantized), from the unquantized values so plans can be switched:
  * untied heads are dequantized in place (the original kept in head_fp), tied
@@ -34,6 +65,7 @@ static mq_status head_int8(mq_model *m, struct mq_qstore *s, bool on, bool kerne
     bool tied = m->cfg.tied_embeddings;
     mq_pack_free(&s->head_pk);
     m->head_packed = NULL;
+    if (m->head_half) return on && kernels ? head_int8_half(m, s) : MQ_OK;
     if (!on) {
         if (tied) m->lm_head = m->tok_emb;
         else if (s->head_fp) memcpy(m->lm_head, s->head_fp, V * C * sizeof(float));
@@ -72,14 +104,28 @@ mq_status mq_model_apply_plan(mq_model *m, const mq_plan *p) {
     if (!s) return mq_fail(MQ_ERR_ARG, "%s: not a matquant checkpoint; bit plans apply to checkpoints", m->source);
     if (p->n_layers != m->cfg.n_layers)
         return mq_fail(MQ_ERR_ARG, "bit plan for %d layers applied to a model with %d", p->n_layers, m->cfg.n_layers);
+    bool kernels = !mq_kern_float_forced();
+    /* a served model: fp32 only for the linears the plan does not pack */
+    for (int i = 0; m->serve_half && i < s->n; i++) {
+        const mq_qlinear *q = &s->q[i];
+        float **slot = mq_layer_weight_slot(&m->layers[q->layer], q->kind);
+        bool packs = kernels && mq_pack_supported(p->bits[q->layer], p->extra[q->layer]);
+        if (packs && *slot) {
+            mq_model_release(m, *slot);
+            *slot = NULL;
+        } else if (!packs && !*slot) {
+            *slot = mq_model_alloc(m, (size_t)q->rows * (size_t)q->cols);
+        }
+    }
 #pragma omp parallel for schedule(dynamic, 1)
     for (int i = 0; i < s->n; i++) {
         const mq_qlinear *q = &s->q[i];
         int rows, cols;
         float *w = mq_linear_weight(m, q->layer, q->kind, &rows, &cols);
-        mq_ref_dequant(q->q, q->scale, q->zero, q->rows, q->cols, q->group, p->bits[q->layer], p->extra[q->layer], w);
+        if (w)
+            mq_ref_dequant(q->q, q->scale, q->zero, q->rows, q->cols, q->group, p->bits[q->layer],
+                           p->extra[q->layer], w);
     }
-    bool kernels = !mq_kern_float_forced();
     if (!s->packed) s->packed = mq_calloc((size_t)s->n, sizeof *s->packed);
     mq_status st = MQ_OK;
     for (int i = 0; i < s->n; i++) {
