@@ -3,8 +3,9 @@
  * quant/kern_avx2.c, quant/kern_avx512.c, quant/dispatch).
  *
  * For widths 8, 6, 4, 3, 2 (and 6x, 4x, 3x, 2x), per channel and groups of
- * 32..256, on odd shapes (rows 1, 7, 33; cols not a multiple of 64, or of 32
- * per channel):
+ * 32..512 (and 96), on odd shapes (rows 1, 7, 13, 33; cols not a multiple of
+ * 64, or of 32 per channel; cols of 600..2048 with interleaved superblocks
+ * of 512 followed by natural-order tail chunks; 7 tokens):
  *  - unpacked codes equal mq_ref_slice of the parent codes, overflow counts
  *    equal mq_ref_count_overflow;
  *  - the scalar integer dot products equal a direct sum over mq_ref_slice;
@@ -33,7 +34,7 @@ static uint32_t rnd(void) {
 }
 static float frand(void) { return (float)rnd() / 2097152.0f - 1.0f; } /* [-1, 1) */
 
-#define NTOK 5
+#define NTOK 7 /* not a multiple of any variant's token tile (4, 2) */
 
 static const mq_kern_ops *variants[3];
 static int n_variants;
@@ -158,11 +159,12 @@ int main(void) {
         else SKIP("this CPU lacks %s: that variant is not tested", names[i]);
     }
     const int widths[] = {8, 6, 4, 3, 2};
-    const int rows_list[] = {1, 7, 33};
+    /* rows: 1, 7 and 13 are not multiples of any variant's row tile (8, 4, 2) */
+    const int rows_list[] = {1, 7, 13, 33};
     for (int wi = 0; wi < 5; wi++)
         for (int x = 0; x < (widths[wi] < 8 ? 2 : 1); x++) {
             int r = widths[wi];
-            for (int ri = 0; ri < 3; ri++) {
+            for (int ri = 0; ri < 4; ri++) {
                 int rows = rows_list[ri];
                 /* per channel: a multiple of 64, of 32 only, and of neither */
                 one_case(rows, 192, 192, r, x);
@@ -173,6 +175,15 @@ int main(void) {
                 one_case(rows, 192, 64, r, x);
                 one_case(rows, 384, 128, r, x);
                 one_case(rows, 256, 256, r, x);
+                if (ri == 0 || ri == 2) { /* interleaved superblocks of 512 (pack.h) and tails after them */
+                    one_case(rows, 1088, 1088, r, x); /* 2 superblocks + 1 chunk */
+                    one_case(rows, 600, 600, r, x);   /* 1 superblock + a padded chunk */
+                    one_case(rows, 1024, 32, r, x);
+                    one_case(rows, 1536, 64, r, x);
+                    one_case(rows, 1152, 128, r, x);  /* 2 superblocks + 2 chunks */
+                    one_case(rows, 2048, 512, r, x);
+                    one_case(rows, 1152, 96, r, x);   /* a group that is not a power of two */
+                }
             }
         }
     /* unsupported widths and bad shapes */
@@ -182,6 +193,12 @@ int main(void) {
     CHECK(mq_pack_build(q, al, z, 1, 64, 64, 5, false, &p) == MQ_ERR_ARG, "width 5 accepted");
     CHECK(strstr(mq_last_error(), "width 5") != NULL, "message: %s", mq_last_error());
     CHECK(mq_pack_build(q, al, z, 1, 64, 48, 4, false, &p) == MQ_ERR_ARG, "group 48 of 64 accepted");
+    CHECK(mq_pack_build(q, al, z, 1, 64, 16, 4, false, &p) == MQ_ERR_ARG, "group 16 accepted (blocks of 32 would straddle groups)");
+    /* the superblock order is a permutation and pos_of inverts col_at */
+    int perm_bad = 0;
+    for (int pos = 0; pos < 1600; pos++) perm_bad += mq_pack_pos_of(1600, mq_pack_col_at(1600, pos)) != pos;
+    CHECK(perm_bad == 0 && mq_pack_col_at(1600, 4) == 32 && mq_pack_col_at(1600, 64) == 4 && mq_pack_col_at(1600, 1540) == 1540,
+          "superblock permutation: %d positions do not round-trip", perm_bad);
     CHECK(!mq_pack_supported(1, false) && !mq_pack_supported(7, true) && mq_pack_supported(2, true), "supported widths");
     /* the active variant honours MQ_KERNELS (set by the caller of this test, else the best) */
     const mq_kern_ops *act = mq_kern_active();

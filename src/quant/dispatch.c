@@ -26,6 +26,7 @@ mq_kact *mq_kact_new(int max_b, int max_cols) {
     a->cap_kp = (max_cols + MQ_PACK_CHUNK - 1) / MQ_PACK_CHUNK * MQ_PACK_CHUNK;
     size_t n = (size_t)max_b * (size_t)a->cap_kp, nb = n / MQ_PACK_BLOCK;
     a->q = mq_aligned_alloc(n);
+    a->qs = mq_aligned_alloc(n);
     a->d = mq_aligned_alloc(nb * sizeof(float));
     a->dvec = mq_aligned_alloc(n / 4 * sizeof(float));
     a->bsum = mq_aligned_alloc(nb * sizeof(float));
@@ -35,7 +36,7 @@ mq_kact *mq_kact_new(int max_b, int max_cols) {
 
 void mq_kact_free(mq_kact *a) {
     if (!a) return;
-    free(a->q); free(a->d); free(a->dvec); free(a->bsum); free(a->gsum);
+    free(a->q); free(a->qs); free(a->d); free(a->dvec); free(a->bsum); free(a->gsum);
     free(a);
 }
 
@@ -70,6 +71,12 @@ void mq_kact_quantize(mq_kact *a, const float *x, int B, int cols) {
             d[k] = dk;
             bs[k] = dk * (float)sum;
         }
+        int8_t *qs = a->qs + (size_t)t * kp;
+        int ns = kp / MQ_PACK_SUPER * MQ_PACK_SUPER;
+        for (int j0 = 0; j0 < ns; j0 += MQ_PACK_SUPER) /* pack.h: 4 columns of block l, part v */
+            for (int l = 0; l < 16; l++)
+                for (int v = 0; v < 8; v++) memcpy(qs + j0 + 64 * v + 4 * l, q + j0 + 32 * l + 4 * v, 4);
+        memcpy(qs + ns, q + ns, (size_t)(kp - ns));
         float *dv = a->dvec + (size_t)t * (kp / 4);
         for (int c = 0; c < kp / MQ_PACK_CHUNK; c++)
             for (int l = 0; l < 16; l++) dv[c * 16 + l] = d[2 * c + l / 8];

@@ -30,6 +30,7 @@ typedef struct mq_kact {
     int cap_b, cap_kp;
     int B, cols, kp;   /* current batch and row length (kp = cols padded to 64) */
     int8_t *q;         /* (B, kp) xq, zero past cols */
+    int8_t *qs;        /* (B, kp) the same in the stored order of pack.h (superblocks interleaved) */
     float *d;          /* (B, kp/32) block scales d_k */
     float *dvec;       /* (B, kp/64, 16) lanes 0-7 = d_2c, lanes 8-15 = d_2c+1 */
     float *bsum;       /* (B, kp/32) d_k * sum of xq in block k */
@@ -65,11 +66,16 @@ static inline float mq_kern_over_float(const mq_packed *p, int o, const mq_kact 
     int nb = a->kp / MQ_PACK_BLOCK;
     const float *s = p->scale + (size_t)o * p->ngroups, *d = a->d + (size_t)t * nb;
     const int8_t *x = a->q + (size_t)t * a->kp;
+    uint32_t n0 = p->over_ptr[o], n1 = p->over_ptr[o + 1];
     float y = 0.0f;
-    for (uint32_t n = p->over_ptr[o]; n < p->over_ptr[o + 1]; n++) {
+    if (p->ngroups == 1) { /* per channel: one scale, applied once */
+        for (uint32_t n = n0; n < n1; n++) y += d[p->over_col[n] / MQ_PACK_BLOCK] * (float)x[p->over_col[n]];
+        return s[0] * y;
+    }
+    for (uint32_t n = n0; n < n1; n++) {
         uint32_t j = p->over_col[n];
         int k = (int)(j / MQ_PACK_BLOCK);
-        y += s[mq_kern_group_of(p, k)] * d[k] * (float)x[j];
+        y += s[j / (uint32_t)p->group] * d[k] * (float)x[j];
     }
     return y;
 }

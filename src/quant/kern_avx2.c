@@ -26,6 +26,9 @@
 #include <string.h>
 
 #define INLINE static inline __attribute__((always_inline))
+/* the small loops over a tile's rows and tokens must unroll, so that the
+ * accumulator arrays live in registers */
+#define UNROLL _Pragma("GCC unroll 16")
 
 typedef struct {
     __m256i lo, hi;
@@ -123,18 +126,39 @@ static float row_tail(const mq_packed *p, int o, const mq_kact *a, int t) {
 
 /* ----------------------------------------------------------- integers */
 
+/* Lanes l = 0..7 of the two results: the integer dots of blocks 16 sb + l
+ * (lo) and 16 sb + 8 + l (hi) of one row, from the 8 stored chunks of
+ * superblock sb (pack.h: in chunk v, bytes 4l..4l+3 belong to block l). */
+INLINE void super_dots(const uint8_t *w, const int8_t *x, int sb, const int r, __m256i *lo, __m256i *hi) {
+    __m256i a0 = _mm256_setzero_si256(), a1 = _mm256_setzero_si256();
+    for (int v = 0; v < 8; v++) {
+        int c = 8 * sb + v;
+        half2 W = unpack(w + (size_t)c * 8 * r, r);
+        a0 = _mm256_add_epi32(a0, block_dot(W.lo, x + (size_t)c * MQ_PACK_CHUNK, r));
+        a1 = _mm256_add_epi32(a1, block_dot(W.hi, x + (size_t)c * MQ_PACK_CHUNK + 32, r));
+    }
+    *lo = a0;
+    *hi = a1;
+}
+
 INLINE void dots_r(const mq_packed *p, int o0, int o1, const mq_kact *a, int t, int32_t *out, const int r) {
-    int nc = p->kp / MQ_PACK_CHUNK, nb = 2 * nc;
-    const int8_t *x = a->q + (size_t)t * a->kp;
+    int nc = p->kp / MQ_PACK_CHUNK, nb = 2 * nc, ns = p->nsuper;
+    const int8_t *x = a->qs + (size_t)t * a->kp;
     for (int o = o0; o < o1; o++) {
         const uint8_t *w = p->data + (size_t)o * p->row_bytes;
         int32_t *I = out + (size_t)(o - o0) * nb;
-        for (int c = 0; c < nc; c++) {
+        for (int sb = 0; sb < ns; sb++) {
+            __m256i lo, hi;
+            super_dots(w, x, sb, r, &lo, &hi);
+            _mm256_storeu_si256((__m256i *)(I + 16 * sb), lo);
+            _mm256_storeu_si256((__m256i *)(I + 16 * sb + 8), hi);
+        }
+        for (int c = 8 * ns; c < nc; c++) {
             half2 W = unpack(w + (size_t)c * 8 * r, r);
             I[2 * c] = hsum_i32(block_dot(W.lo, x + (size_t)c * MQ_PACK_CHUNK, r));
             I[2 * c + 1] = hsum_i32(block_dot(W.hi, x + (size_t)c * MQ_PACK_CHUNK + 32, r));
         }
-        if (p->extra) mq_kern_over_dots(p, o, x, I);
+        if (p->extra) mq_kern_over_dots(p, o, a->q + (size_t)t * a->kp, I);
     }
 }
 
@@ -150,51 +174,136 @@ static void dots_avx2(const mq_packed *p, int o0, int o1, const mq_kact *a, int 
 
 /* ------------------------------------------------------ gemv and gemm */
 
-#define NT 4 /* tokens per tile */
+#define TR 4 /* rows per tile at most */
+#define TT 2 /* tokens per tile at most */
 
-/* Rows o0..o1-1 for tokens t0..t0+nt-1; each block's multiplier is
- * d_k * s_g(k) (a broadcast), applied to its eight int32 lanes. */
-INLINE void tile_r(const mq_packed *p, int o0, int o1, const mq_kact *a, int t0, float *y, int ldy, const int r,
-                   const int nt) {
-    int nc = p->kp / MQ_PACK_CHUNK, ng = p->ngroups, kp = a->kp, nb = kp / MQ_PACK_BLOCK;
-    const int8_t *x = a->q + (size_t)t0 * kp;
+/* The 16 block scales s_g(k) of superblock sb of row s: lanes 0-7 in *lo,
+ * 8-15 in *hi (per channel: a broadcast; sh = log2(group) when the group is
+ * a power of two, else -1). */
+INLINE void block_scales(const mq_packed *p, const float *s, int sb, int sh, __m256 *lo, __m256 *hi) {
+    int ng = p->ngroups;
+    if (ng == 1) {
+        *lo = *hi = _mm256_set1_ps(s[0]);
+        return;
+    }
+    const __m256i iota = _mm256_set_epi32(7, 6, 5, 4, 3, 2, 1, 0);
+    if (sh >= 5) { /* power-of-two groups: masked window loads (padding blocks get 0: their d_k is 0) */
+        int g0 = (16 * sb * MQ_PACK_BLOCK) >> sh, n = ng - g0;
+        if (sh == 5) {
+            *lo = _mm256_maskload_ps(s + g0, _mm256_cmpgt_epi32(_mm256_set1_epi32(n), iota));
+            *hi = _mm256_maskload_ps(s + g0 + 8, _mm256_cmpgt_epi32(_mm256_set1_epi32(n - 8), iota));
+            return;
+        }
+        __m256 win = _mm256_maskload_ps(s + g0, _mm256_cmpgt_epi32(_mm256_set1_epi32(n), iota));
+        __m128i shift = _mm_cvtsi32_si128(sh - 5);
+        *lo = _mm256_permutevar8x32_ps(win, _mm256_srl_epi32(iota, shift));
+        *hi = _mm256_permutevar8x32_ps(win, _mm256_srl_epi32(_mm256_add_epi32(iota, _mm256_set1_epi32(8)), shift));
+        return;
+    }
+    float v[16];
+    for (int l = 0; l < 16; l++) v[l] = s[mq_kern_group_of(p, 16 * sb + l)];
+    *lo = _mm256_loadu_ps(v);
+    *hi = _mm256_loadu_ps(v + 8);
+}
+
+/* Rows o..o+nr-1 times tokens t0..t0+nt-1 (constants per call) into
+ * y[(t0+j)*ldy + o + i]. Superblocks: int32 sums of 8 chunks per block
+ * lane, then one conversion and fma with d_k * s_g(k) per 256 weights;
+ * tail chunks: each block's 8 lanes times the broadcast d_k * s_g(k). */
+INLINE void tile(const mq_packed *p, int o, const mq_kact *a, int t0, float *y, int ldy, const int r, const int nr,
+                 const int nt) {
+    int nc = p->kp / MQ_PACK_CHUNK, ng = p->ngroups, kp = a->kp, nb = kp / MQ_PACK_BLOCK, ns = p->nsuper;
+    const int8_t *x = a->qs + (size_t)t0 * kp;
     const float *d = a->d + (size_t)t0 * nb;
-    for (int o = o0; o < o1; o++) {
-        const uint8_t *w = p->data + (size_t)o * p->row_bytes;
-        const float *s = p->scale + (size_t)o * ng;
-        __m256 acc[NT];
-        for (int i = 0; i < nt; i++) acc[i] = _mm256_setzero_ps();
-        for (int c = 0; c < nc; c++) {
-            half2 W = unpack(w + (size_t)c * 8 * r, r);
-            float s0 = s[mq_kern_group_of(p, 2 * c)], s1 = s[mq_kern_group_of(p, 2 * c + 1)];
-            for (int i = 0; i < nt; i++) {
-                const int8_t *xi = x + (size_t)i * kp + (size_t)c * MQ_PACK_CHUNK;
-                const float *di = d + (size_t)i * nb + 2 * c;
-                acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(block_dot(W.lo, xi, r)), _mm256_set1_ps(di[0] * s0),
-                                         acc[i]);
-                acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(block_dot(W.hi, xi + 32, r)),
-                                         _mm256_set1_ps(di[1] * s1), acc[i]);
+    const uint8_t *w = p->data + (size_t)o * p->row_bytes;
+    const float *s = p->scale + (size_t)o * ng;
+    size_t rb = p->row_bytes;
+    int sh = (p->group & (p->group - 1)) == 0 ? __builtin_ctz((unsigned)p->group) : -1;
+    __m256 facc[TR][TT];
+    UNROLL
+    for (int i = 0; i < nr; i++)
+        UNROLL
+        for (int j = 0; j < nt; j++) facc[i][j] = _mm256_setzero_ps();
+    for (int sb = 0; sb < ns; sb++) {
+        __m256i lo[TR][TT], hi[TR][TT];
+        UNROLL
+        for (int i = 0; i < nr; i++)
+            UNROLL
+            for (int j = 0; j < nt; j++) lo[i][j] = hi[i][j] = _mm256_setzero_si256();
+        for (int v = 0; v < 8; v++) {
+            int c = 8 * sb + v;
+            UNROLL
+            for (int i = 0; i < nr; i++) {
+                half2 W = unpack(w + (size_t)i * rb + (size_t)c * 8 * r, r);
+                UNROLL
+                for (int j = 0; j < nt; j++) {
+                    const int8_t *xj = x + (size_t)j * kp + (size_t)c * MQ_PACK_CHUNK;
+                    lo[i][j] = _mm256_add_epi32(lo[i][j], block_dot(W.lo, xj, r));
+                    hi[i][j] = _mm256_add_epi32(hi[i][j], block_dot(W.hi, xj + 32, r));
+                }
             }
         }
-        for (int i = 0; i < nt; i++) y[(size_t)(t0 + i) * ldy + o] = hsum_f32(acc[i]) + row_tail(p, o, a, t0 + i);
+        UNROLL
+        for (int i = 0; i < nr; i++) {
+            __m256 S0, S1;
+            block_scales(p, s + (size_t)i * ng, sb, sh, &S0, &S1);
+            UNROLL
+            for (int j = 0; j < nt; j++) {
+                const float *dj = d + (size_t)j * nb + 16 * sb;
+                __m256 D0 = _mm256_mul_ps(_mm256_loadu_ps(dj), S0), D1 = _mm256_mul_ps(_mm256_loadu_ps(dj + 8), S1);
+                facc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lo[i][j]), D0, facc[i][j]);
+                facc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(hi[i][j]), D1, facc[i][j]);
+            }
+        }
     }
+    for (int c = 8 * ns; c < nc; c++) {
+        int g0 = mq_kern_group_of(p, 2 * c), g1 = mq_kern_group_of(p, 2 * c + 1);
+        UNROLL
+        for (int i = 0; i < nr; i++) {
+            half2 W = unpack(w + (size_t)i * rb + (size_t)c * 8 * r, r);
+            float s0 = s[(size_t)i * ng + g0], s1 = s[(size_t)i * ng + g1];
+            UNROLL
+            for (int j = 0; j < nt; j++) {
+                const int8_t *xj = x + (size_t)j * kp + (size_t)c * MQ_PACK_CHUNK;
+                const float *dj = d + (size_t)j * nb + 2 * c;
+                facc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(block_dot(W.lo, xj, r)), _mm256_set1_ps(dj[0] * s0),
+                                             facc[i][j]);
+                facc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(block_dot(W.hi, xj + 32, r)),
+                                             _mm256_set1_ps(dj[1] * s1), facc[i][j]);
+            }
+        }
+    }
+    UNROLL
+    for (int i = 0; i < nr; i++)
+        UNROLL
+        for (int j = 0; j < nt; j++)
+            y[(size_t)(t0 + j) * ldy + o + i] = hsum_f32(facc[i][j]) + row_tail(p, o + i, a, t0 + j);
 }
 
 INLINE void gemv_r(const mq_packed *p, int o0, int o1, const mq_kact *a, float *y, const int r) {
-    tile_r(p, o0, o1, a, 0, y, 0, r, 1);
+    int o = o0;
+    for (; o + TR <= o1; o += TR) tile(p, o, a, 0, y, 0, r, TR, 1);
+    switch (o1 - o) {
+    case 3: tile(p, o, a, 0, y, 0, r, 3, 1); break;
+    case 2: tile(p, o, a, 0, y, 0, r, 2, 1); break;
+    case 1: tile(p, o, a, 0, y, 0, r, 1, 1); break;
+    default: break;
+    }
 }
 
+/* Row pairs over all tokens in pairs (the pair's weights stay in L1); an
+ * odd last row or token goes alone. */
 INLINE void gemm_r(const mq_packed *p, int o0, int o1, const mq_kact *a, float *y, int ldy, const int r) {
-    for (int s0 = o0; s0 < o1; s0 += 16) {
-        int s1 = s0 + 16 < o1 ? s0 + 16 : o1;
+    int o = o0;
+    for (; o + 2 <= o1; o += 2) {
         int t = 0;
-        for (; t + NT <= a->B; t += NT) tile_r(p, s0, s1, a, t, y, ldy, r, NT);
-        switch (a->B - t) {
-        case 3: tile_r(p, s0, s1, a, t, y, ldy, r, 3); break;
-        case 2: tile_r(p, s0, s1, a, t, y, ldy, r, 2); break;
-        case 1: tile_r(p, s0, s1, a, t, y, ldy, r, 1); break;
-        default: break;
-        }
+        for (; t + TT <= a->B; t += TT) tile(p, o, a, t, y, ldy, r, 2, TT);
+        if (t < a->B) tile(p, o, a, t, y, ldy, r, 2, 1);
+    }
+    if (o < o1) {
+        int t = 0;
+        for (; t + TT <= a->B; t += TT) tile(p, o, a, t, y, ldy, r, 1, TT);
+        if (t < a->B) tile(p, o, a, t, y, ldy, r, 1, 1);
     }
 }
 

@@ -24,6 +24,9 @@
 #include <string.h>
 
 #define INLINE static inline __attribute__((always_inline))
+/* the small loops over a tile's rows and tokens must unroll, so that the
+ * accumulator arrays live in registers */
+#define UNROLL _Pragma("GCC unroll 16")
 
 INLINE __m512i p2(const uint8_t *src) {
     __m512i v = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)src));
@@ -56,39 +59,140 @@ INLINE __m512i chunk_dot(__m512i w, const int8_t *x) {
     return _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, _mm512_loadu_si512(x));
 }
 
-/* Per-lane weight scale of chunk c: s_g(2c) in lanes 0-7, s_g(2c+1) in 8-15. */
-INLINE __m512 chunk_scale(const mq_packed *p, const float *s, int c) {
-    return _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(s[mq_kern_group_of(p, 2 * c)]),
-                                _mm512_set1_ps(s[mq_kern_group_of(p, 2 * c + 1)]));
+/* The groups of chunk c's two activation blocks (kern.h mq_kern_group_of),
+ * with a shift when the group is a power of two (sh >= 0; sh < 0: divide). */
+INLINE void chunk_groups(const mq_packed *p, int c, int sh, int *g0, int *g1) {
+    int k = 2 * c;
+    if (sh >= 0) {
+        *g0 = (k * MQ_PACK_BLOCK) >> sh;
+        *g1 = ((k + 1) * MQ_PACK_BLOCK) >> sh;
+        if (*g1 > p->ngroups - 1) *g1 = p->ngroups - 1;
+    } else {
+        *g0 = mq_kern_group_of(p, k);
+        *g1 = mq_kern_group_of(p, k + 1);
+    }
+}
+INLINE int group_shift(const mq_packed *p) {
+    return (p->group & (p->group - 1)) == 0 ? __builtin_ctz((unsigned)p->group) : -1;
+}
+/* Per-lane weight scale of a chunk: s[g0] in lanes 0-7, s[g1] in 8-15. */
+INLINE __m512 chunk_scale(const float *s, int g0, int g1) {
+    return _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(s[g0]), _mm512_set1_ps(s[g1]));
 }
 
-/* sum_g b_g * G_g + the overflow weights of row o, for token t. */
-static float row_tail(const mq_packed *p, int o, const mq_kact *a, int t) {
-    int nb = a->kp / MQ_PACK_BLOCK, ng = p->ngroups;
-    const float *b = p->bias + (size_t)o * ng, *G = a->gsum + (size_t)t * nb;
-    __m512 acc = _mm512_setzero_ps();
-    int g = 0;
-    for (; g + 16 <= ng; g += 16) acc = _mm512_fmadd_ps(_mm512_loadu_ps(b + g), _mm512_loadu_ps(G + g), acc);
-    float y = _mm512_reduce_add_ps(acc);
-    for (; g < ng; g++) y += b[g] * G[g];
-    if (p->extra) y += mq_kern_over_float(p, o, a, t);
-    return y;
+/* --------------------------------------------------- scaled unpacking */
+
+/* gemv and gemm skip the shifts of the 2- and 4-bit unpacks: each 128-bit
+ * lane L of a P2 chunk keeps its field where it is (byte & 3 << 2L, i.e.
+ * 4^L * w) and the upper half of a P4 chunk its high nibble (16 * w). The
+ * int32 lanes of vpdpbusd then carry a constant factor per lane (at most
+ * 4 * 240 * 127 = 121,920 < 2^24, so their conversion to fp32 is exact), and
+ * the row's fp32 accumulator, linear in those lanes, is multiplied by the
+ * inverse factors once at the end (powers of two: exact). Widths 8, 6 and 3
+ * unpack to plain codes (factor 1). */
+INLINE __m512i unpack_scaled(const uint8_t *src, const int r) {
+    switch (r) {
+    case 4:
+        return _mm512_and_si512(_mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)src)),
+                                _mm512_set_epi64(-0x0F0F0F0F0F0F0F10LL, -0x0F0F0F0F0F0F0F10LL, -0x0F0F0F0F0F0F0F10LL,
+                                                 -0x0F0F0F0F0F0F0F10LL, 0x0F0F0F0F0F0F0F0FLL, 0x0F0F0F0F0F0F0F0FLL,
+                                                 0x0F0F0F0F0F0F0F0FLL, 0x0F0F0F0F0F0F0F0FLL));
+    case 2:
+        return _mm512_and_si512(_mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)src)),
+                                _mm512_set_epi64(-0x3F3F3F3F3F3F3F40LL, -0x3F3F3F3F3F3F3F40LL, 0x3030303030303030LL,
+                                                 0x3030303030303030LL, 0x0C0C0C0C0C0C0C0CLL, 0x0C0C0C0C0C0C0C0CLL,
+                                                 0x0303030303030303LL, 0x0303030303030303LL));
+    default: return unpack(src, r);
+    }
+}
+
+/* The inverse lane factors of unpack_scaled for width r. */
+INLINE __m512 lane_factor(const int r) {
+    if (r == 4)
+        return _mm512_set_ps(0.0625f, 0.0625f, 0.0625f, 0.0625f, 0.0625f, 0.0625f, 0.0625f, 0.0625f, 1, 1, 1, 1, 1,
+                             1, 1, 1);
+    if (r == 2)
+        return _mm512_set_ps(0.015625f, 0.015625f, 0.015625f, 0.015625f, 0.0625f, 0.0625f, 0.0625f, 0.0625f, 0.25f,
+                             0.25f, 0.25f, 0.25f, 1, 1, 1, 1);
+    return _mm512_set1_ps(1.0f);
+}
+
+/* ----------------------------------------------------------- row ends */
+
+/* The upper 8 lanes (AVX-512F only: extractf32x8 would need DQ). */
+INLINE __m256 hi256(__m512 v) { return _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)); }
+/* Sums of 4 vectors' lanes: lane i of the result is the sum of v_i. */
+INLINE __m128 reduce4(__m512 v0, __m512 v1, __m512 v2, __m512 v3) {
+    __m256 a0 = _mm256_add_ps(_mm512_castps512_ps256(v0), hi256(v0));
+    __m256 a1 = _mm256_add_ps(_mm512_castps512_ps256(v1), hi256(v1));
+    __m256 a2 = _mm256_add_ps(_mm512_castps512_ps256(v2), hi256(v2));
+    __m256 a3 = _mm256_add_ps(_mm512_castps512_ps256(v3), hi256(v3));
+    __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+    return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+}
+
+/* y[i] for the nr (<= 4) rows o..o+nr-1 of token t from their fp32
+ * accumulators acc[i] times the inverse lane factors f: the lanes' sum,
+ * plus sum_g b_g * G_g, plus the overflow list. */
+INLINE void rows_out(const mq_packed *p, int o, const mq_kact *a, int t, const __m512 *acc, __m512 f, float *y,
+                     const int nr) {
+    int ng = p->ngroups, nb = a->kp / MQ_PACK_BLOCK;
+    const float *G = a->gsum + (size_t)t * nb;
+    __m512 v[4];
+    for (int i = 0; i < 4; i++) v[i] = i < nr ? _mm512_mul_ps(acc[i], f) : _mm512_setzero_ps();
+    for (int g = 0; g < ng; g += 16) {
+        __mmask16 m = ng - g >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (ng - g)) - 1);
+        __m512 Gv = _mm512_maskz_loadu_ps(m, G + g);
+        for (int i = 0; i < nr; i++)
+            v[i] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, p->bias + (size_t)(o + i) * ng + g), Gv, v[i]);
+    }
+    float out[4];
+    _mm_storeu_ps(out, reduce4(v[0], v[1], v[2], v[3]));
+    for (int i = 0; i < nr; i++) y[i] = out[i] + (p->extra ? mq_kern_over_float(p, o + i, a, t) : 0.0f);
+}
+
+/* -------------------------------------------------------- superblocks */
+
+/* Lane l of S16 = the scale of block 16 sb + l of row s (kern.h
+ * mq_kern_group_of); for per channel a broadcast. */
+INLINE __m512 block_scales(const mq_packed *p, const float *s, int sb, int sh) {
+    int ng = p->ngroups;
+    if (ng == 1) return _mm512_set1_ps(s[0]);
+    int k0 = 16 * sb;
+    if (sh >= 5) { /* a power-of-two group of 32 or more: one window load and a permute */
+        int g0 = (k0 * MQ_PACK_BLOCK) >> sh, n = ng - g0 < 16 ? ng - g0 : 16;
+        __m512 win = _mm512_maskz_loadu_ps((__mmask16)((1u << n) - 1), s + g0);
+        __m512i idx = _mm512_srli_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), sh - 5);
+        idx = _mm512_min_epi32(idx, _mm512_set1_epi32(n - 1));
+        return _mm512_permutexvar_ps(idx, win);
+    }
+    float v[16];
+    for (int l = 0; l < 16; l++) v[l] = s[mq_kern_group_of(p, k0 + l)];
+    return _mm512_loadu_ps(v);
 }
 
 /* ----------------------------------------------------------- integers */
 
 INLINE void dots_r(const mq_packed *p, int o0, int o1, const mq_kact *a, int t, int32_t *out, const int r) {
-    int nc = p->kp / MQ_PACK_CHUNK, nb = 2 * nc;
-    const int8_t *x = a->q + (size_t)t * a->kp;
+    int nc = p->kp / MQ_PACK_CHUNK, nb = 2 * nc, ns = p->nsuper;
+    const int8_t *x = a->qs + (size_t)t * a->kp;
     for (int o = o0; o < o1; o++) {
         const uint8_t *w = p->data + (size_t)o * p->row_bytes;
         int32_t *I = out + (size_t)(o - o0) * nb;
-        for (int c = 0; c < nc; c++) {
+        for (int sb = 0; sb < ns; sb++) { /* lane l = block 16 sb + l */
+            __m512i acc = _mm512_setzero_si512();
+            for (int v = 0; v < 8; v++) {
+                int c = 8 * sb + v;
+                acc = _mm512_dpbusd_epi32(acc, unpack(w + (size_t)c * 8 * r, r), _mm512_loadu_si512(x + (size_t)c * 64));
+            }
+            _mm512_storeu_si512(I + 16 * sb, acc);
+        }
+        for (int c = 8 * ns; c < nc; c++) {
             __m512i P = chunk_dot(unpack(w + (size_t)c * 8 * r, r), x + (size_t)c * MQ_PACK_CHUNK);
             I[2 * c] = _mm512_mask_reduce_add_epi32(0x00FF, P);
             I[2 * c + 1] = _mm512_mask_reduce_add_epi32(0xFF00, P);
         }
-        if (p->extra) mq_kern_over_dots(p, o, x, I);
+        if (p->extra) mq_kern_over_dots(p, o, a->q + (size_t)t * a->kp, I);
     }
 }
 
@@ -102,39 +206,107 @@ static void dots_avx512(const mq_packed *p, int o0, int o1, const mq_kact *a, in
     }
 }
 
-/* --------------------------------------------------------------- gemv */
+/* --------------------------------------------------- a tile of products */
 
-/* Decode: one token. When a whole chunk lies in one group (per channel, or
- * groups of 64 and more) the chunk terms are summed per group and scaled once
- * per group; groups of 32 take a per-lane scale per chunk. */
-INLINE void gemv_r(const mq_packed *p, int o0, int o1, const mq_kact *a, float *y, const int r) {
-    int nc = p->kp / MQ_PACK_CHUNK, ng = p->ngroups;
-    int cpg = ng == 1 ? nc : p->group / MQ_PACK_CHUNK; /* chunks per group, 0 for groups of 32 */
-    const int8_t *x = a->q;
-    const float *dv = a->dvec;
-    for (int o = o0; o < o1; o++) {
-        const uint8_t *w = p->data + (size_t)o * p->row_bytes;
-        const float *s = p->scale + (size_t)o * ng;
-        if (o + 1 < o1) _mm_prefetch((const char *)(w + p->row_bytes), _MM_HINT_T0);
-        __m512 acc = _mm512_setzero_ps();
-        if (cpg > 0) {
-            for (int c0 = 0, g = 0; c0 < nc; c0 += cpg, g++) {
-                __m512 ga = _mm512_setzero_ps();
-                int c1 = c0 + cpg < nc ? c0 + cpg : nc;
-                for (int c = c0; c < c1; c++) {
-                    __m512i P = chunk_dot(unpack(w + (size_t)c * 8 * r, r), x + (size_t)c * MQ_PACK_CHUNK);
-                    ga = _mm512_fmadd_ps(_mm512_cvtepi32_ps(P), _mm512_load_ps(dv + (size_t)c * 16), ga);
-                }
-                acc = _mm512_fmadd_ps(ga, _mm512_set1_ps(s[g]), acc);
-            }
-        } else {
-            for (int c = 0; c < nc; c++) {
-                __m512i P = chunk_dot(unpack(w + (size_t)c * 8 * r, r), x + (size_t)c * MQ_PACK_CHUNK);
-                __m512 m = _mm512_mul_ps(_mm512_load_ps(dv + (size_t)c * 16), chunk_scale(p, s, c));
-                acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(P), m, acc);
+#define TR 8 /* rows per tile at most: each activation chunk serves them all */
+#define TT 4 /* tokens per tile at most: each unpacked chunk serves them all */
+#define GV_ROWS 8 /* gemv: 8 rows x 1 token (8 independent vpdpbusd chains) */
+#define GM_ROWS 4 /* gemm: 4 rows x 4 tokens (16 accumulators) */
+
+/* Rows o..o+nr-1 times tokens t0..t0+nt-1 (nr <= TR, nt <= TT, constants
+ * per call) into y[(t0+j)*ldy + o + i]. Superblocks: per row and token one
+ * int32 accumulator takes the 8 chunks' vpdpbusd (lane l = block l), then
+ * one conversion and one fma with d_k * s_g(k) per 512 weights. Tail
+ * chunks: one conversion per chunk with the per-lane d (dvec). */
+INLINE void tile(const mq_packed *p, int o, const mq_kact *a, int t0, float *y, int ldy, const int r, const int nr,
+                 const int nt) {
+    int nc = p->kp / MQ_PACK_CHUNK, ng = p->ngroups, kp = a->kp, nb = kp / MQ_PACK_BLOCK, ns = p->nsuper;
+    int sh = group_shift(p);
+    const int8_t *x = a->qs + (size_t)t0 * kp;
+    const float *d = a->d + (size_t)t0 * nb, *dv = a->dvec + (size_t)t0 * (kp / 4);
+    const uint8_t *w = p->data + (size_t)o * p->row_bytes;
+    const float *s = p->scale + (size_t)o * ng;
+    size_t rb = p->row_bytes;
+    __m512 facc[TR][TT];
+    UNROLL
+    for (int i = 0; i < nr; i++)
+        UNROLL
+        for (int j = 0; j < nt; j++) facc[i][j] = _mm512_setzero_ps();
+    for (int sb = 0; sb < ns; sb++) {
+        __m512i acc[TR][TT];
+        UNROLL
+        for (int i = 0; i < nr; i++)
+            UNROLL
+            for (int j = 0; j < nt; j++) acc[i][j] = _mm512_setzero_si512();
+        UNROLL
+        for (int v = 0; v < 8; v++) {
+            int c = 8 * sb + v;
+            __m512i W[TR];
+            UNROLL
+            for (int i = 0; i < nr; i++) W[i] = unpack_scaled(w + (size_t)i * rb + (size_t)c * 8 * r, r);
+            UNROLL
+            for (int j = 0; j < nt; j++) {
+                __m512i X = _mm512_loadu_si512(x + (size_t)j * kp + (size_t)c * MQ_PACK_CHUNK);
+                UNROLL
+                for (int i = 0; i < nr; i++) acc[i][j] = _mm512_dpbusd_epi32(acc[i][j], W[i], X);
             }
         }
-        y[o] = _mm512_reduce_add_ps(acc) + row_tail(p, o, a, 0);
+        UNROLL
+        for (int i = 0; i < nr; i++) {
+            __m512 S = ng == 1 ? _mm512_set1_ps(1.0f) : block_scales(p, s + (size_t)i * ng, sb, sh);
+            UNROLL
+            for (int j = 0; j < nt; j++) {
+                __m512 D = _mm512_loadu_ps(d + (size_t)j * nb + 16 * sb);
+                if (ng > 1) D = _mm512_mul_ps(D, S);
+                facc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[i][j]), D, facc[i][j]);
+            }
+        }
+    }
+    /* tail chunks, natural order: lanes 0-7 block 2c, 8-15 block 2c+1 */
+    for (int c = 8 * ns; c < nc; c++) {
+        int g0 = 0, g1 = 0;
+        if (ng > 1) chunk_groups(p, c, sh, &g0, &g1);
+        __m512i W[TR];
+        UNROLL
+        for (int i = 0; i < nr; i++) W[i] = unpack_scaled(w + (size_t)i * rb + (size_t)c * 8 * r, r);
+        UNROLL
+        for (int j = 0; j < nt; j++) {
+            __m512i X = _mm512_loadu_si512(x + (size_t)j * kp + (size_t)c * MQ_PACK_CHUNK);
+            __m512 D = _mm512_load_ps(dv + (size_t)j * (kp / 4) + (size_t)c * 16);
+            UNROLL
+            for (int i = 0; i < nr; i++) {
+                __m512 m = ng > 1 ? _mm512_mul_ps(D, chunk_scale(s + (size_t)i * ng, g0, g1)) : D;
+                facc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), W[i], X)),
+                                             m, facc[i][j]);
+            }
+        }
+    }
+    __m512 f = lane_factor(r);
+    UNROLL
+    for (int j = 0; j < nt; j++) {
+        __m512 col[TR];
+        UNROLL
+        for (int i = 0; i < nr; i++) col[i] = ng == 1 ? _mm512_mul_ps(facc[i][j], _mm512_set1_ps(s[(size_t)i * ng])) : facc[i][j];
+        float *yj = y + (size_t)(t0 + j) * ldy + o;
+        rows_out(p, o, a, t0 + j, col, f, yj, nr < 4 ? nr : 4);
+        if (nr > 4) rows_out(p, o + 4, a, t0 + j, col + 4, f, yj + 4, nr - 4);
+    }
+}
+
+/* --------------------------------------------------------------- gemv */
+
+INLINE void gemv_r(const mq_packed *p, int o0, int o1, const mq_kact *a, float *y, const int r) {
+    int o = o0;
+    for (; o + GV_ROWS <= o1; o += GV_ROWS) tile(p, o, a, 0, y, 0, r, GV_ROWS, 1);
+    switch (o1 - o) {
+    case 7: tile(p, o, a, 0, y, 0, r, 7, 1); break;
+    case 6: tile(p, o, a, 0, y, 0, r, 6, 1); break;
+    case 5: tile(p, o, a, 0, y, 0, r, 5, 1); break;
+    case 4: tile(p, o, a, 0, y, 0, r, 4, 1); break;
+    case 3: tile(p, o, a, 0, y, 0, r, 3, 1); break;
+    case 2: tile(p, o, a, 0, y, 0, r, 2, 1); break;
+    case 1: tile(p, o, a, 0, y, 0, r, 1, 1); break;
+    default: break;
     }
 }
 
@@ -150,66 +322,25 @@ static void gemv_avx512(const mq_packed *p, int o0, int o1, const mq_kact *a, fl
 
 /* --------------------------------------------------------------- gemm */
 
-#define NT 4 /* tokens per tile: a chunk is unpacked once for NT tokens */
-
-/* Rows o0..o1-1 for tokens t0..t0+nt-1 (nt <= NT, a constant per call). */
-INLINE void gemm_tile(const mq_packed *p, int o0, int o1, const mq_kact *a, int t0, float *y, int ldy,
-                      const int r, const int nt) {
-    int nc = p->kp / MQ_PACK_CHUNK, ng = p->ngroups, kp = a->kp;
-    int cpg = ng == 1 ? nc : p->group / MQ_PACK_CHUNK; /* chunks per group, 0 for groups of 32 */
-    const int8_t *x = a->q + (size_t)t0 * kp;
-    const float *dv = a->dvec + (size_t)t0 * (kp / 4);
-    for (int o = o0; o < o1; o++) {
-        const uint8_t *w = p->data + (size_t)o * p->row_bytes;
-        const float *s = p->scale + (size_t)o * ng;
-        __m512 acc[NT];
-        for (int i = 0; i < nt; i++) acc[i] = _mm512_setzero_ps();
-        if (cpg > 0) { /* whole chunks per group: scale once per group */
-            for (int c0 = 0, g = 0; c0 < nc; c0 += cpg, g++) {
-                __m512 ga[NT];
-                for (int i = 0; i < nt; i++) ga[i] = _mm512_setzero_ps();
-                int c1 = c0 + cpg < nc ? c0 + cpg : nc;
-                for (int c = c0; c < c1; c++) {
-                    __m512i W = unpack(w + (size_t)c * 8 * r, r);
-                    for (int i = 0; i < nt; i++) {
-                        __m512i P = chunk_dot(W, x + (size_t)i * kp + (size_t)c * MQ_PACK_CHUNK);
-                        ga[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(P),
-                                                _mm512_load_ps(dv + (size_t)i * (kp / 4) + (size_t)c * 16), ga[i]);
-                    }
-                }
-                __m512 S = _mm512_set1_ps(s[g]);
-                for (int i = 0; i < nt; i++) acc[i] = _mm512_fmadd_ps(ga[i], S, acc[i]);
-            }
-        } else { /* groups of 32: a per-lane scale per chunk */
-            for (int c = 0; c < nc; c++) {
-                __m512i W = unpack(w + (size_t)c * 8 * r, r);
-                __m512 S = chunk_scale(p, s, c);
-                for (int i = 0; i < nt; i++) {
-                    __m512i P = chunk_dot(W, x + (size_t)i * kp + (size_t)c * MQ_PACK_CHUNK);
-                    __m512 m = _mm512_mul_ps(_mm512_load_ps(dv + (size_t)i * (kp / 4) + (size_t)c * 16), S);
-                    acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(P), m, acc[i]);
-                }
-            }
-        }
-        for (int i = 0; i < nt; i++)
-            y[(size_t)(t0 + i) * ldy + o] = _mm512_reduce_add_ps(acc[i]) + row_tail(p, o, a, t0 + i);
+/* The token tiles of one row tile of nr rows. */
+INLINE void gemm_rows(const mq_packed *p, int o, const mq_kact *a, float *y, int ldy, const int r, const int nr) {
+    int t = 0;
+    for (; t + TT <= a->B; t += TT) tile(p, o, a, t, y, ldy, r, nr, TT);
+    switch (a->B - t) {
+    case 3: tile(p, o, a, t, y, ldy, r, nr, 3); break;
+    case 2: tile(p, o, a, t, y, ldy, r, nr, 2); break;
+    case 1: tile(p, o, a, t, y, ldy, r, nr, 1); break;
+    default: break;
     }
 }
 
-/* Rows in strips of 16 so that one strip's weights (at most 16 * 5.6 KB at
- * int8 for K = 5632) stay in L2 while every token tile passes over them. */
+/* Rows in tiles of GM_ROWS; every row tile passes over all tokens while its
+ * weights (at most 4 rows * 5.6 KB at int8 for K = 5632) stay in L1. The
+ * last 1-3 rows go one at a time. */
 INLINE void gemm_r(const mq_packed *p, int o0, int o1, const mq_kact *a, float *y, int ldy, const int r) {
-    for (int s0 = o0; s0 < o1; s0 += 16) {
-        int s1 = s0 + 16 < o1 ? s0 + 16 : o1;
-        int t = 0;
-        for (; t + NT <= a->B; t += NT) gemm_tile(p, s0, s1, a, t, y, ldy, r, NT);
-        switch (a->B - t) {
-        case 3: gemm_tile(p, s0, s1, a, t, y, ldy, r, 3); break;
-        case 2: gemm_tile(p, s0, s1, a, t, y, ldy, r, 2); break;
-        case 1: gemm_tile(p, s0, s1, a, t, y, ldy, r, 1); break;
-        default: break;
-        }
-    }
+    int o = o0;
+    for (; o + GM_ROWS <= o1; o += GM_ROWS) gemm_rows(p, o, a, y, ldy, r, GM_ROWS);
+    for (; o < o1; o++) gemm_rows(p, o, a, y, ldy, r, 1);
 }
 
 static void gemm_avx512(const mq_packed *p, int o0, int o1, const mq_kact *a, float *y, int ldy) {

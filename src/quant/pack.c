@@ -62,7 +62,8 @@ static void put_chunk(const uint8_t *w, int r, uint8_t *dst) {
     }
 }
 
-void mq_pack_chunk_codes(const mq_packed *p, int row, int c, uint8_t out[MQ_PACK_CHUNK]) {
+/* The 64 codes of stored chunk c (positions 64c..64c+63) of a row. */
+static void stored_chunk(const mq_packed *p, int row, int c, uint8_t out[MQ_PACK_CHUNK]) {
     const uint8_t *src = p->data + (size_t)row * p->row_bytes + (size_t)c * 8 * p->bits;
     memset(out, 0, MQ_PACK_CHUNK);
     switch (p->bits) {
@@ -72,6 +73,23 @@ void mq_pack_chunk_codes(const mq_packed *p, int row, int c, uint8_t out[MQ_PACK
     case 3: get_p2(src, out, 0); get_p1(src + 16, out, 2); break;
     case 6: get_p4(src, out, 0); get_p2(src + 32, out, 4); break;
     default: MQ_ASSERT(!"unsupported width");
+    }
+}
+
+void mq_pack_chunk_codes(const mq_packed *p, int row, int c, uint8_t out[MQ_PACK_CHUNK]) {
+    if (c >= p->nsuper * (MQ_PACK_SUPER / MQ_PACK_CHUNK)) { /* natural order */
+        stored_chunk(p, row, c, out);
+        return;
+    }
+    /* columns 64c.. of a superblock are spread over its 8 stored chunks */
+    uint8_t w[MQ_PACK_CHUNK];
+    int c0 = c / 8 * 8;
+    for (int v = 0; v < 8; v++) {
+        stored_chunk(p, row, c0 + v, w);
+        for (int i = 0; i < MQ_PACK_CHUNK; i++) {
+            int j = mq_pack_col_at(p->kp, (c0 + v) * MQ_PACK_CHUNK + i);
+            if (j / MQ_PACK_CHUNK == c) out[j % MQ_PACK_CHUNK] = w[i];
+        }
     }
 }
 
@@ -93,11 +111,14 @@ mq_status mq_pack_build(const uint8_t *q, const float *alpha, const uint8_t *zer
     if (!mq_pack_supported(r, extra)) return mq_fail(MQ_ERR_ARG, "pack: no packed layout for width %d", r);
     if (rows <= 0 || cols <= 0 || group <= 0 || cols % group != 0)
         return mq_fail(MQ_ERR_ARG, "pack: bad shape (%d, %d) with group %d", rows, cols, group);
+    if (group != cols && group % MQ_PACK_BLOCK != 0) /* a block of activations has one weight group */
+        return mq_fail(MQ_ERR_ARG, "pack: group %d is not a multiple of %d", group, MQ_PACK_BLOCK);
     if (r == 8) extra = false;
     mq_packed *p = out;
     p->rows = rows;
     p->cols = cols;
     p->kp = (cols + MQ_PACK_CHUNK - 1) / MQ_PACK_CHUNK * MQ_PACK_CHUNK;
+    p->nsuper = p->kp / MQ_PACK_SUPER;
     p->group = group;
     p->ngroups = cols / group;
     p->bits = r;
@@ -134,15 +155,18 @@ mq_status mq_pack_build(const uint8_t *q, const float *alpha, const uint8_t *zer
         uint8_t w[MQ_PACK_CHUNK];
         uint32_t n = extra ? p->over_ptr[o] : 0;
         int cap = (1 << r) - 1;
+        for (int j = 0; j < cols; j++) { /* columns in order: over_col increases */
+            int v = mq_ref_slice(qr[j], r, extra);
+            if (v > cap) { /* only with extra: the slice is exactly 2^r */
+                p->over_col[n++] = (uint32_t)j;
+                MQ_ASSERT(n <= p->over_ptr[o + 1]);
+            }
+        }
         for (int c = 0; c < nchunks; c++) {
             for (int i = 0; i < MQ_PACK_CHUNK; i++) {
-                int j = c * MQ_PACK_CHUNK + i;
+                int j = mq_pack_col_at(p->kp, c * MQ_PACK_CHUNK + i);
                 int v = j < cols ? mq_ref_slice(qr[j], r, extra) : 0;
-                if (v > cap) { /* only with extra: the slice is exactly 2^r */
-                    p->over_col[n++] = (uint32_t)j;
-                    v = cap;
-                }
-                w[i] = (uint8_t)v;
+                w[i] = (uint8_t)(v > cap ? cap : v);
             }
             put_chunk(w, r, p->data + (size_t)o * p->row_bytes + (size_t)c * 8 * r);
         }

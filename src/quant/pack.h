@@ -11,8 +11,16 @@
  *   P1 ( 8 B): bit i of the little-endian 64-bit word = w[i]&1
  *   r=8: the 64 codes as bytes; r=4: P4; r=2: P2;
  *   r=3: P2(w) then P1(w>>2); r=6: P4(w) then P2(w>>4).
- * Each plane expands to the 64 codes in natural order with one broadcast, one
- * variable shift and one mask (AVX-512), so activations need no reordering.
+ * Each plane expands to the 64 stored codes in order with one broadcast, one
+ * variable shift and one mask (AVX-512).
+ * Superblocks: the first nsuper = kp/512 runs of 512 columns (16 activation
+ * blocks of 32) are stored interleaved: stored position
+ *   pos = 512 s + 64 v + 4 l + m   holds column   512 s + 32 l + 4 v + m
+ * (v = 0..7, l = 0..15, m = 0..3), so that in stored chunk v the bytes
+ * 4l..4l+3 belong to block l: a vpdpbusd lane l then sees only block l, and
+ * 8 of them accumulate the whole integer dot of each of 16 blocks in one
+ * register. Columns past the superblocks (kp % 512) stay in natural order.
+ * Activations are quantized into the same order (kern.h mq_kact.qs).
  * Extra precision ("rx"): the plane holds min(q_r, 2^r-1) and the weights
  * whose unclamped slice is 2^r are listed per row (CSR); each adds one more
  * unit of its activation.
@@ -30,10 +38,26 @@
 
 #define MQ_PACK_CHUNK 64  /* weights per chunk */
 #define MQ_PACK_BLOCK 32  /* activation block (int8 scale per block) */
+#define MQ_PACK_SUPER 512 /* columns per interleaved superblock (16 blocks) */
+
+/* The stored position of column j in a row of kp columns (kp a multiple of
+ * 64); its own inverse is mq_pack_col_at. */
+static inline int mq_pack_pos_of(int kp, int j) {
+    if (j >= kp / MQ_PACK_SUPER * MQ_PACK_SUPER) return j;
+    int b = j % MQ_PACK_SUPER;
+    return j - b + (b % 32) / 4 * 64 + b / 32 * 4 + b % 4;
+}
+/* The column stored at position pos. */
+static inline int mq_pack_col_at(int kp, int pos) {
+    if (pos >= kp / MQ_PACK_SUPER * MQ_PACK_SUPER) return pos;
+    int b = pos % MQ_PACK_SUPER;
+    return pos - b + (b % 64) / 4 * 32 + b / 64 * 4 + b % 4;
+}
 
 typedef struct mq_packed {
     int rows, cols;        /* logical shape (out, in) */
     int kp;                /* cols padded to a multiple of MQ_PACK_CHUNK */
+    int nsuper;            /* kp / MQ_PACK_SUPER interleaved superblocks per row */
     int group;             /* columns per scale group (== cols per channel) */
     int ngroups;           /* cols / group */
     int bits;              /* 8, 6, 4, 3 or 2 */
@@ -55,13 +79,14 @@ bool mq_pack_supported(int r, bool extra);
  * (rows, cols), alpha (rows, cols/group) and zero (rows, cols/group) at width
  * r (extra precision if extra). group divides cols (group = cols: per
  * channel). *out owns its buffers (mq_pack_free). Errors (MQ_ERR_ARG, *out
- * zeroed): unsupported width, bad shape or group, more than 2^32 overflow
- * weights. */
+ * zeroed): unsupported width, bad shape or group (a group other than cols
+ * must be a multiple of 32), more than 2^32 overflow weights. */
 mq_status mq_pack_build(const uint8_t *q, const float *alpha, const uint8_t *zero, int rows, int cols, int group,
                         int r, bool extra, mq_packed *out);
 void mq_pack_free(mq_packed *p);
 
-/* The 64 plane codes (clamped, without overflow) of chunk c of row `row`. */
+/* The 64 plane codes (clamped, without overflow) of columns 64c..64c+63 of
+ * row `row` (natural order, whatever the storage order). */
 void mq_pack_chunk_codes(const mq_packed *p, int row, int c, uint8_t out[MQ_PACK_CHUNK]);
 /* The served codes of row `row` (cols): the plane plus one for each overflow
  * weight, i.e. mq_ref_slice(q, r, extra) of the parent codes. */
