@@ -34,6 +34,7 @@
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
+#include <immintrin.h>
 #include <x86intrin.h>
 
 static uint64_t rng = 0x9E3779B97F4A7C15ULL;
@@ -91,6 +92,27 @@ static uint64_t counter_read(void) {
     struct timespec ts;
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
     return (uint64_t)(((double)ts.tv_sec * 1e9 + (double)ts.tv_nsec) * tsc_per_ns);
+}
+
+/* The ceiling on the same counter: cycles per weight of 12 independent
+ * vpdpbusd chains (64 weights each), or -1 without AVX-512 VNNI. */
+__attribute__((target("avx512f,avx512vnni"))) static double vnni_peak_cpw(void) {
+    if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512vnni")) return -1;
+    __m512i a[12], u = _mm512_set1_epi8(3), x = _mm512_set1_epi8(-2);
+    for (int i = 0; i < 12; i++) a[i] = _mm512_set1_epi32(i);
+    double best = 1e30;
+    for (int r = 0; r < 5; r++) {
+        uint64_t c0 = counter_read();
+        for (int n = 0; n < 200000; n++)
+            for (int i = 0; i < 12; i++) a[i] = _mm512_dpbusd_epi32(a[i], u, x);
+        uint64_t c1 = counter_read();
+        double cpw = (double)(c1 - c0) / (200000.0 * 12 * 64);
+        if (cpw < best) best = cpw;
+    }
+    volatile int sink = 0;
+    for (int i = 0; i < 12; i++) sink += _mm512_reduce_add_epi32(a[i]);
+    (void)sink;
+    return best;
 }
 
 /* ------------------------------------------------------------ cases */
@@ -191,11 +213,13 @@ int main(int argc, char **argv) {
     }
     if (o.reps < 1 || o.batch < 1 || o.batch > 4096) { usage(); return 2; }
     bool perf = counter_open();
+    double peak = vnni_peak_cpw();
     if (!o.json)
-        printf("# kernbench: variant %s, single thread, %s, best of %d; gemv B=1, gemm B=%d\n"
+        printf("# kernbench: variant %s, single thread, %s (TSC %.2f GHz), best of %d; gemv B=1, gemm B=%d\n"
+               "# ceiling: vpdpbusd zmm throughput = %.4f cycles/weight\n"
                "# %-5s %-11s %-3s %-8s %10s %10s %9s\n",
                o.k->name, perf ? "user-mode core cycles (perf_event)" : "thread CPU time in TSC cycles (no perf events)",
-               o.reps, o.batch, "kern", "shape", "w", "group", "gemv c/w", "gemm c/w", "overflow");
+               tsc_per_ns, o.reps, o.batch, peak, "kern", "shape", "w", "group", "gemv c/w", "gemm c/w", "overflow");
     const int shapes[3][2] = {{2048, 2048}, {5632, 2048}, {2048, 5632}};
     int maxc = 5632;
     mq_kact *a = mq_kact_new(o.batch, maxc);

@@ -81,6 +81,25 @@ static void one_case(int rows, int cols, int group, int r, bool extra) {
             if (!(fabsf(d * a->q[(size_t)t * p.kp + j] - x[(size_t)t * cols + j]) <= 0.5f * d * 1.0001f + 1e-30f)) bad++;
         }
     CHECK(bad == 0, "%s: %d activations quantized with more than half a step of error", what, bad);
+    /* the (SIMD) quantizer gives exactly the scalar formula of kern.h */
+    bad = 0;
+    for (int t = 0; t < NTOK; t++)
+        for (int k = 0; k < nb; k++) {
+            int j0 = 32 * k, j1 = j0 + 32 < cols ? j0 + 32 : cols;
+            float amax = 0.0f;
+            for (int j = j0; j < j1; j++) amax = fmaxf(amax, fabsf(x[(size_t)t * cols + j]));
+            float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+            int32_t sum = 0;
+            for (int j = j0; j < j0 + 32; j++) {
+                int v = j < j1 ? (int)nearbyintf(x[(size_t)t * cols + j] * inv) : 0;
+                v = v > 127 ? 127 : v < -127 ? -127 : v;
+                sum += v;
+                bad += a->q[(size_t)t * p.kp + j] != v;
+            }
+            bad += a->d[(size_t)t * nb + k] != amax / 127.0f;
+            bad += a->bsum[(size_t)t * nb + k] != amax / 127.0f * (float)sum;
+        }
+    CHECK(bad == 0, "%s: %d activation codes or scales differ from the scalar formula", what, bad);
     /* scalar integer dots against a direct sum over mq_ref_slice */
     int32_t *I = mq_malloc((size_t)rows * nb * sizeof(int32_t)), *J = mq_malloc((size_t)rows * nb * sizeof(int32_t));
     bad = 0;

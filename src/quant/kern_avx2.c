@@ -1,24 +1,29 @@
 /*
  * kern_avx2.c — AVX2 kernels for the packed layouts (pack.h): unsigned codes
- * times int8 activations with vpmaddubsw + vpmaddwd, 32 weights (one
- * activation block) per step. Compiled with -mavx2 -mfma (Makefile per-file
+ * times int8 activations with vpmaddubsw + vpmaddwd, 32 weights per step,
+ * in register tiles of rows x tokens. Compiled with -mavx2 -mfma (Makefile per-file
  * flags) and only called when dispatch.c found AVX2 and FMA.
  *
  * Not here: the reference semantics (kern_scalar.c, kern.h).
  *
- * A 64-weight chunk unpacks into two ymm halves (weights 0-31, 32-63), byte i
- * of a half multiplying activation byte i of the same block:
+ * A 64-weight stored chunk unpacks into two ymm halves (bytes 0-31, 32-63),
+ * byte i of a half multiplying activation byte i of the same half
+ * (mq_kact.qs, the stored order of pack.h):
  *   P2: the 16 plane bytes broadcast to both 128-bit lanes, qwords shifted
  *       by (0,0,2,2) for the low half and (4,4,6,6) for the high one, & 3
  *   P4: the 32 plane bytes, & 15 (low half) and >> 4 & 15 (high half)
  *   P1: 32 mask bits spread to bytes (vpshufb of the broadcast word,
  *       test against 1,2,4,..,128, compare)
+ * Superblocks (pack.h): int32 lane l of the low half's dot belongs to block
+ * l, of the high half's to block 8 + l, in all 8 stored chunks, so they are
+ * summed in int32 over the superblock and converted once per 256 weights;
+ * tail chunks (natural order): each half is one block, converted at once.
  * Overflow: vpmaddubsw adds two u8*s8 products into a saturating int16, so a
  * pair must stay within 32767: for r <= 7 codes are <= 127 and
  * 2 * 127 * 127 = 32258 fits; 8-bit codes are split into nibbles
  * (q = lo + 16*hi, each pair <= 2 * 15 * 127), recombined by vpmaddwd with
- * weights 1 and 16. Each block's int32 lanes (8 pairs of pairs,
- * <= 4 * 255 * 127) are converted to fp32 at once (docs/kernels.md).
+ * weights 1 and 16. A lane sums 4 products per chunk (<= 129,540) and 32
+ * over a superblock (<= 1,036,320 < 2^24, exact in fp32; docs/kernels.md).
  */
 #include "quant/kern.h"
 

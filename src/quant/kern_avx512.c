@@ -1,22 +1,28 @@
 /*
  * kern_avx512.c — AVX-512 VNNI kernels for the packed layouts (pack.h):
  * unsigned r-bit codes times int8 activations with vpdpbusd, 64 weights per
- * instruction. Compiled with -mavx512f/bw/vl/vnni (Makefile per-file flags)
+ * instruction, in register tiles of rows x tokens. Compiled with -mavx512f/bw/vl/vnni (Makefile per-file flags)
  * and only called when dispatch.c found those features.
  *
  * Not here: the reference semantics (kern_scalar.c, kern.h).
  *
- * Layout of one 64-weight chunk in a zmm after unpacking (pack.h planes):
+ * Layout of one 64-weight stored chunk in a zmm after unpacking (pack.h):
  *   P2: the 16 plane bytes broadcast to the four 128-bit lanes, lane L
  *       shifted right by 2L (vpsrlvq), & 3      -> byte i = w[i]
  *   P4: the 32 plane bytes broadcast to both 256-bit halves, the upper
  *       shifted right by 4, & 15                -> byte i = w[i]
  *   P1: the 64-bit word is a byte mask (vmovdqu8 with zeroing)
- * so zmm byte i multiplies activation byte i: no shuffles of activations.
- * vpdpbusd lane l (0..15) sums w[4l..4l+3]*xq[4l..4l+3]: lanes 0-7 are
- * activation block 2c, lanes 8-15 block 2c+1. Each chunk's lanes are
- * converted to fp32 right away (one vpdpbusd per accumulator), so an int32
- * lane holds at most 4 * 255 * 127 = 129,540 (no overflow; docs/kernels.md).
+ * (gemv/gemm skip the shifts at widths 2 and 4: see unpack_scaled), so zmm
+ * byte i multiplies activation byte i of the same stored chunk (mq_kact.qs).
+ * Superblocks (the first kp/512*512 columns): in each of the 8 stored chunks
+ * of a superblock, bytes 4l..4l+3 are 4 columns of activation block l, so
+ * vpdpbusd lane l (0..15) only sees block l and 8 accumulating vpdpbusd give
+ * the 16 blocks' integer dots in one register; one fp32 conversion and one
+ * fma with d_k * s_g(k) per 512 weights. Tail chunks (natural order): lanes
+ * 0-7 are block 2c, 8-15 block 2c+1, converted per chunk.
+ * Overflow (docs/kernels.md): a superblock lane sums 32 products of codes
+ * <= 255 (or shift-free bytes <= 240) and |xq| <= 127: <= 1,036,320 < 2^24,
+ * exact in int32 and in its fp32 conversion; a tail lane sums 4 products.
  */
 #include "quant/kern.h"
 
@@ -153,18 +159,23 @@ INLINE void rows_out(const mq_packed *p, int o, const mq_kact *a, int t, const _
 
 /* -------------------------------------------------------- superblocks */
 
-/* Lane l of S16 = the scale of block 16 sb + l of row s (kern.h
- * mq_kern_group_of); for per channel a broadcast. */
-INLINE __m512 block_scales(const mq_packed *p, const float *s, int sb, int sh) {
-    int ng = p->ngroups;
-    if (ng == 1) return _mm512_set1_ps(s[0]);
-    int k0 = 16 * sb;
-    if (sh >= 5) { /* a power-of-two group of 32 or more: one window load and a permute */
-        int g0 = (k0 * MQ_PACK_BLOCK) >> sh, n = ng - g0 < 16 ? ng - g0 : 16;
-        __m512 win = _mm512_maskz_loadu_ps((__mmask16)((1u << n) - 1), s + g0);
-        __m512i idx = _mm512_srli_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), sh - 5);
-        idx = _mm512_min_epi32(idx, _mm512_set1_epi32(n - 1));
-        return _mm512_permutexvar_ps(idx, win);
+/* The lane -> group offset of a superblock for power-of-two groups of 32
+ * and more (sh = log2(group) >= 5): lane l (block l) is in group
+ * g0 + (l >> (sh - 5)). Computed once per tile. */
+INLINE __m512i block_group_idx(int sh) {
+    return _mm512_srli_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), sh >= 5 ? sh - 5 : 0);
+}
+
+/* Lane l of the result = the scale of block 16 sb + l of row s (kern.h
+ * mq_kern_group_of), for more than one group. Power-of-two groups: one
+ * masked window load and a permute (lanes past the last group get 0; their
+ * blocks are padding, with d_k = 0). */
+INLINE __m512 block_scales(const mq_packed *p, const float *s, int sb, int sh, __m512i idx) {
+    int ng = p->ngroups, k0 = 16 * sb;
+    if (sh >= 5) {
+        int g0 = (k0 * MQ_PACK_BLOCK) >> sh, n = ng - g0;
+        __mmask16 m = n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1);
+        return _mm512_permutexvar_ps(idx, _mm512_maskz_loadu_ps(m, s + g0));
     }
     float v[16];
     for (int l = 0; l < 16; l++) v[l] = s[mq_kern_group_of(p, k0 + l)];
@@ -222,6 +233,7 @@ INLINE void tile(const mq_packed *p, int o, const mq_kact *a, int t0, float *y, 
                  const int nt) {
     int nc = p->kp / MQ_PACK_CHUNK, ng = p->ngroups, kp = a->kp, nb = kp / MQ_PACK_BLOCK, ns = p->nsuper;
     int sh = group_shift(p);
+    __m512i gidx = block_group_idx(sh);
     const int8_t *x = a->qs + (size_t)t0 * kp;
     const float *d = a->d + (size_t)t0 * nb, *dv = a->dvec + (size_t)t0 * (kp / 4);
     const uint8_t *w = p->data + (size_t)o * p->row_bytes;
@@ -253,7 +265,7 @@ INLINE void tile(const mq_packed *p, int o, const mq_kact *a, int t0, float *y, 
         }
         UNROLL
         for (int i = 0; i < nr; i++) {
-            __m512 S = ng == 1 ? _mm512_set1_ps(1.0f) : block_scales(p, s + (size_t)i * ng, sb, sh);
+            __m512 S = ng == 1 ? _mm512_set1_ps(1.0f) : block_scales(p, s + (size_t)i * ng, sb, sh, gidx);
             UNROLL
             for (int j = 0; j < nt; j++) {
                 __m512 D = _mm512_loadu_ps(d + (size_t)j * nb + 16 * sb);
