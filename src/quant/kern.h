@@ -66,18 +66,34 @@ static inline float mq_kern_over_float(const mq_packed *p, int o, const mq_kact 
     int nb = a->kp / MQ_PACK_BLOCK;
     const float *s = p->scale + (size_t)o * p->ngroups, *d = a->d + (size_t)t * nb;
     const int8_t *x = a->q + (size_t)t * a->kp;
-    uint32_t n0 = p->over_ptr[o], n1 = p->over_ptr[o + 1];
-    float y = 0.0f;
+    const uint32_t *col = p->over_col;
+    uint32_t n = p->over_ptr[o], n1 = p->over_ptr[o + 1];
+    /* four independent sums: a row has ~10 entries, a single chain would
+     * wait for each add */
+    float y0 = 0.0f, y1 = 0.0f, y2 = 0.0f, y3 = 0.0f;
     if (p->ngroups == 1) { /* per channel: one scale, applied once */
-        for (uint32_t n = n0; n < n1; n++) y += d[p->over_col[n] / MQ_PACK_BLOCK] * (float)x[p->over_col[n]];
-        return s[0] * y;
+#define MQ_OVER_TERM(i) (d[col[i] / MQ_PACK_BLOCK] * (float)x[col[i]])
+        for (; n + 4 <= n1; n += 4) {
+            y0 += MQ_OVER_TERM(n);
+            y1 += MQ_OVER_TERM(n + 1);
+            y2 += MQ_OVER_TERM(n + 2);
+            y3 += MQ_OVER_TERM(n + 3);
+        }
+        for (; n < n1; n++) y0 += MQ_OVER_TERM(n);
+#undef MQ_OVER_TERM
+        return s[0] * ((y0 + y1) + (y2 + y3));
     }
-    for (uint32_t n = n0; n < n1; n++) {
-        uint32_t j = p->over_col[n];
-        int k = (int)(j / MQ_PACK_BLOCK);
-        y += s[j / (uint32_t)p->group] * d[k] * (float)x[j];
+    uint32_t G = (uint32_t)p->group; /* a multiple of 32 (pack.h): column j's block lies in group j / G */
+#define MQ_OVER_TERM(i) (s[col[i] / G] * d[col[i] / MQ_PACK_BLOCK] * (float)x[col[i]])
+    for (; n + 4 <= n1; n += 4) {
+        y0 += MQ_OVER_TERM(n);
+        y1 += MQ_OVER_TERM(n + 1);
+        y2 += MQ_OVER_TERM(n + 2);
+        y3 += MQ_OVER_TERM(n + 3);
     }
-    return y;
+    for (; n < n1; n++) y0 += MQ_OVER_TERM(n);
+#undef MQ_OVER_TERM
+    return (y0 + y1) + (y2 + y3);
 }
 
 /* One ISA's kernels. Rows o0..o1-1 of p; a quantized (and group sums
