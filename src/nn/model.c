@@ -124,19 +124,18 @@ void mq_model_alloc_weights(mq_model *m) {
     for (int l = 0; l < c->n_layers; l++) {
         mq_layer *L = &m->layers[l];
         L->attn_norm = mq_model_alloc(m, C);
-        L->wq = mq_model_alloc(m, QD * C);
-        L->wk = mq_model_alloc(m, KD * C);
-        L->wv = mq_model_alloc(m, KD * C);
-        L->wo = mq_model_alloc(m, C * QD);
+        /* a served checkpoint's quantized linears get fp32 only if a plan
+         * cannot pack them (quant/qmodel.c allocates it then) */
+        size_t n[7] = {QD * C, KD * C, KD * C, C * QD, F * C, F * C, C * F};
+        for (int k = 0; k < 7; k++)
+            if (!(m->serve_half && mq_qstore_has(m->quant, l, (mq_lin_kind)k)))
+                *mq_layer_weight_slot(L, k) = mq_model_alloc(m, n[k]);
         if (c->qkv_bias) {
             L->bq = mq_model_alloc(m, QD);
             L->bk = mq_model_alloc(m, KD);
             L->bv = mq_model_alloc(m, KD);
         }
         L->ffn_norm = mq_model_alloc(m, C);
-        L->w_gate = mq_model_alloc(m, F * C);
-        L->w_up = mq_model_alloc(m, F * C);
-        L->w_down = mq_model_alloc(m, C * F);
         if (c->post_norms) {
             L->post_attn_norm = mq_model_alloc(m, C);
             L->post_ffn_norm = mq_model_alloc(m, C);
@@ -243,6 +242,7 @@ mq_status mq_model_load(const char *path, const mq_load_opts *opts, mq_model **o
     mq_model *m = mq_calloc(1, sizeof *m);
     m->cfg.bos_id = m->cfg.eos_id = -1;
     m->source = mq_strdup(path);
+    m->serve_half = opts && opts->serve && !mq_kern_float_forced();
     mq_status st;
     if (mq_is_dir(path)) {
         m->source_kind = "hf";
@@ -275,7 +275,6 @@ mq_status mq_model_load(const char *path, const mq_load_opts *opts, mq_model **o
     if (st == MQ_OK && m->tok && mq_tokenizer_vocab_size(m->tok) > m->cfg.vocab_size)
         st = mq_fail(MQ_ERR_FORMAT, "%s: tokenizer has %d tokens but the model only %d", path,
                      mq_tokenizer_vocab_size(m->tok), m->cfg.vocab_size);
-    m->serve_half = opts && opts->serve && !mq_kern_float_forced();
     if (st == MQ_OK && m->serve_half) st = serve_half(m);
     if (st == MQ_OK && m->quant) {
         mq_plan p;
