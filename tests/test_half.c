@@ -153,8 +153,9 @@ static void rm_rf(const char *d) {
 }
 
 /* An HF directory `dst` with the config of `src` and every tensor of its
- * model.safetensors rounded to dt. */
-static bool make_16bit_copy(const char *src, const char *dst, mq_dtype dt) {
+ * model.safetensors rounded to dt; element 5 of tensor `poison` (if not
+ * NULL) set to +Inf. */
+static bool make_16bit_copy(const char *src, const char *dst, mq_dtype dt, const char *poison) {
     char a[400], b[400], cmd[900];
     snprintf(cmd, sizeof cmd, "rm -rf '%s' && mkdir -p '%s' && cp '%s/config.json' '%s/'", dst, dst, src, dst);
     if (system(cmd) != 0) return false;
@@ -173,6 +174,7 @@ static bool make_16bit_copy(const char *src, const char *dst, mq_dtype dt) {
         bufs[i] = malloc(k * sizeof(uint16_t));
         for (size_t j = 0; j < k; j++) bufs[i][j] = dt == MQ_DTYPE_F16 ? mq_f32_to_f16(tmp[j]) : mq_f32_to_bf16(tmp[j]);
         free(tmp);
+        if (poison && !strcmp(s->name, poison)) bufs[i][5] = dt == MQ_DTYPE_F16 ? 0x7C00 : 0x7F80;
         t[i] = *s;
         t[i].dtype = dt;
         t[i].data = bufs[i];
@@ -328,7 +330,7 @@ static void test_served(const char *tmp) {
         SKIP("MQ_KERNELS=float: the 16-bit serving checks do not apply");
         return;
     }
-    CHECK(make_16bit_copy("tests/golden/models/llama_tied", tied, MQ_DTYPE_F16), "tied F16 copy");
+    CHECK(make_16bit_copy("tests/golden/models/llama_tied", tied, MQ_DTYPE_F16, NULL), "tied F16 copy");
     /* whole models: every linear, the head and the table 16-bit */
     compare_served(f16, NULL, "F16 llama (untied)");
     compare_served(tied, NULL, "F16 llama (tied)");
@@ -400,6 +402,32 @@ static void test_served(const char *tmp) {
     mq_model *f = load("tests/golden/models/llama", NULL, true);
     if (f) CHECK(f->n_half == 0 && f->tok_emb && f->layers[0].wq, "F32 model stays fp32 when served");
     mq_model_free(f);
+    /* a tied F32 model with biases: served (buffers made by the loader) gives the same logits bit for bit */
+    mq_model *qa = load("tests/golden/models/qwen2", NULL, true), *qb = load("tests/golden/models/qwen2", NULL, false);
+    if (qa && qb) {
+        float *la = run_logits(qa, 7), *lb = run_logits(qb, 7);
+        CHECK(qa->n_half == 0 && qa->lm_head == qa->tok_emb && qa->tok_emb &&
+                  !memcmp(la, lb, (size_t)10 * qa->cfg.vocab_size * sizeof(float)),
+              "served F32 qwen2 (tied) equals the float load");
+        free(la);
+        free(lb);
+    }
+    mq_model_free(qa);
+    mq_model_free(qb);
+    /* an Inf in a 16-bit matrix is rejected naming it, served or not */
+    char inf[300];
+    snprintf(inf, sizeof inf, "%s/inf_bf16", tmp);
+    CHECK(make_16bit_copy("tests/golden/models/llama", inf, MQ_DTYPE_BF16, "model.layers.1.self_attn.o_proj.weight"),
+          "poisoned copy");
+    for (int sv = 0; sv < 2; sv++) {
+        mq_load_opts o = {.serve = sv};
+        mq_model *x = NULL;
+        CHECK(mq_model_load(inf, &o, &x) == MQ_ERR_NUMERIC && !x &&
+                  strstr(mq_last_error(), "model.layers.1.self_attn.o_proj.weight") &&
+                  strstr(mq_last_error(), "element 5"),
+              "serve %d: Inf named: %s", sv, mq_last_error());
+    }
+    rm_rf(inf);
     rm_rf(ck);
     rm_rf(ckt);
     rm_rf(tied);
@@ -419,7 +447,7 @@ int main(void) {
     snprintf(tmp, sizeof tmp, "/tmp/mq_test_half_%d", (int)getpid());
     char f16[300];
     snprintf(f16, sizeof f16, "%s/llama_f16", tmp);
-    CHECK(make_16bit_copy("tests/golden/models/llama", f16, MQ_DTYPE_F16), "F16 copy of the llama golden");
+    CHECK(make_16bit_copy("tests/golden/models/llama", f16, MQ_DTYPE_F16, NULL), "F16 copy of the llama golden");
     test_checkpoint_dtypes(tmp);
     test_served(tmp);
     rm_rf(tmp);

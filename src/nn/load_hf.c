@@ -5,12 +5,16 @@
  *
  * Every tensor is looked up by its transformers name, its shape checked
  * against the config and converted to fp32 (its dtype recorded as the
- * buffer's source dtype); NaN/Inf is rejected naming it.
+ * buffer's source dtype); NaN/Inf is rejected naming it. A model loaded to
+ * be served (m->serve_half) has no fp32 buffer for its big matrices: an
+ * F16/BF16 one is copied straight into its 16-bit form (quant/half.h), an
+ * F32 one gets its fp32 buffer here.
  * Not here: matquant checkpoints (qweight/scale/zero) — src/io/checkpoint.c.
  * References: transformers LlamaConfig, MistralConfig, Qwen2Config,
  * Gemma2Config and their modeling files (parameter names, defaults).
  */
 #include "io/safetensors.h"
+#include "quant/half.h"
 #include "quant/qmodel.h"
 #include "nn/load_internal.h"
 
@@ -194,8 +198,19 @@ static mq_status parse_config(const char *path, mq_config *c, bool *tie_given) {
 
 /* ---------------------------------------------------------------- weights */
 
-static mq_status load_tensor(mq_model *m, const mq_st_set *s, const char *dir, const char *name, float *dst,
-                             int64_t rows, int64_t cols) {
+/* Index of the first Inf/NaN among n F16/BF16 values, or -1. */
+static int64_t nonfinite16(const uint16_t *v, mq_dtype dt, size_t n) {
+    uint16_t e = dt == MQ_DTYPE_F16 ? 0x7C00 : 0x7F80; /* exponent all ones */
+    for (size_t i = 0; i < n; i++)
+        if ((v[i] & e) == e) return (int64_t)i;
+    return -1;
+}
+
+/* Load tensor `name` into *slot (fp32); when *slot is NULL (a served
+ * model's matrix, hslot given) into *hslot if the file holds it 16-bit, else
+ * into a new fp32 buffer set in *slot. */
+static mq_status load_tensor(mq_model *m, const mq_st_set *s, const char *dir, const char *name, float **slot,
+                             const mq_half **hslot, int64_t rows, int64_t cols) {
     const mq_tensor *t = mq_st_set_find(s, name);
     if (!t) {
         char q[300];
@@ -222,6 +237,23 @@ static mq_status load_tensor(mq_model *m, const mq_st_set *s, const char *dir, c
     if (t->dtype != MQ_DTYPE_F32 && t->dtype != MQ_DTYPE_F16 && t->dtype != MQ_DTYPE_BF16)
         return mq_fail(MQ_ERR_UNSUPPORTED, "%s: tensor '%s' has dtype %s, expected F32, F16 or BF16",
                        dir, name, mq_dtype_name(t->dtype));
+    if (!*slot) {
+        MQ_ASSERT(hslot && cols > 0 && m->half_store);
+        if (t->dtype != MQ_DTYPE_F32) {
+            int64_t bad = nonfinite16(t->data, t->dtype, n);
+            if (bad >= 0) {
+                uint16_t v = ((const uint16_t *)t->data)[bad];
+                return mq_fail(MQ_ERR_NUMERIC, "%s: tensor '%s' has a non-finite value (%g) at element %lld", dir,
+                               name, t->dtype == MQ_DTYPE_F16 ? mq_f16_to_f32(v) : mq_bf16_to_f32(v), (long long)bad);
+            }
+            mq_half *h = &m->half_store[m->n_half++];
+            mq_half_from_bits(t->data, (int)rows, (int)cols, t->dtype, h);
+            *hslot = h;
+            return MQ_OK;
+        }
+        *slot = mq_model_alloc(m, n);
+    }
+    float *dst = *slot;
     mq_status st = mq_convert_to_f32(t->data, t->dtype, n, dst);
     if (st) return st;
     mq_model_note_src(m, dst, t->dtype);
@@ -275,19 +307,22 @@ mq_status mq_load_hf(const char *dir, mq_model *m) {
     int64_t QD = (int64_t)c->n_heads * c->head_dim, KD = (int64_t)c->n_kv_heads * c->head_dim;
     bool gemma = c->arch == MQ_ARCH_GEMMA2;
     char n[256];
-#define LOAD(name_, dst, r, cl) \
-    if (st == MQ_OK) st = load_tensor(m, s, dir, (name_), (dst), (r), (cl))
-    LOAD("model.embed_tokens.weight", m->tok_emb, V, C);
+#define LOADH(name_, dst, hdst, r, cl) \
+    if (st == MQ_OK) st = load_tensor(m, s, dir, (name_), &(dst), (hdst), (r), (cl))
+#define LOAD(name_, dst, r, cl) LOADH(name_, dst, NULL, r, cl)
+    LOADH("model.embed_tokens.weight", m->tok_emb, &m->tok_half, V, C);
+    if (c->tied_embeddings) m->lm_head = m->tok_emb;
     LOAD("model.norm.weight", m->final_norm, C, -1);
-    if (!c->tied_embeddings) LOAD("lm_head.weight", m->lm_head, V, C);
+    if (!c->tied_embeddings) LOADH("lm_head.weight", m->lm_head, &m->head_half, V, C);
     for (int l = 0; l < c->n_layers && st == MQ_OK; l++) {
         mq_layer *L = &m->layers[l];
 #define LAYER(suffix, dst, r, cl)                                   \
         snprintf(n, sizeof n, "model.layers.%d.%s", l, (suffix));   \
-        LOAD(n, (dst), (r), (cl))
+        LOAD(n, dst, (r), (cl))
 #define LINEAR(kind, suffix, dst, r, cl)                                    \
         if (!mq_qstore_has(m->quant, l, (kind))) {                          \
-            LAYER(suffix, dst, r, cl);                                      \
+            snprintf(n, sizeof n, "model.layers.%d.%s", l, (suffix));       \
+            LOADH(n, dst, &L->half[kind], (r), (cl));                       \
         } else if (st == MQ_OK) {                                           \
             st = check_qshape(m->quant, dir, l, (kind), (r), (cl));         \
         }
@@ -315,6 +350,7 @@ mq_status mq_load_hf(const char *dir, mq_model *m) {
 #undef LAYER
     }
 #undef LOAD
+#undef LOADH
     mq_st_set_close(s);
     if (st) return st;
     char *tok_path = mq_path_join(dir, "tokenizer.json");

@@ -87,7 +87,7 @@ void mq_model_weight_bytes(const mq_model *m, mq_weight_bytes *out) {
  * buffer is freed (its values came from that dtype, so nothing changes). */
 static mq_status serve_half(mq_model *m) {
     const mq_config *c = &m->cfg;
-    m->half_store = mq_calloc((size_t)c->n_layers * 7 + 2, sizeof *m->half_store);
+    if (!m->half_store) m->half_store = mq_calloc((size_t)c->n_layers * 7 + 2, sizeof *m->half_store);
     mq_status st = MQ_OK;
 #define TO_HALF(slot, rows, cols, what, dst)                                                      do {                                                                                              mq_dtype dt_ = mq_model_src_dtype(m, *(slot));                                                if (st || !*(slot) || (dt_ != MQ_DTYPE_F16 && dt_ != MQ_DTYPE_BF16)) break;                   mq_half *h_ = &m->half_store[m->n_half];                                                      st = mq_half_from_f32(*(slot), (rows), (cols), dt_, (what), h_);                              if (st) break;                                                                                m->n_half++;                                                                                  mq_model_release(m, *(slot));                                                                 *(slot) = NULL;                                                                               (dst) = h_;                                                                               } while (0)
     bool tied = c->tied_embeddings;
@@ -117,8 +117,12 @@ void mq_model_alloc_weights(mq_model *m) {
     const mq_config *c = &m->cfg;
     size_t C = (size_t)c->dim, F = (size_t)c->hidden_dim, V = (size_t)c->vocab_size;
     size_t QD = (size_t)c->n_heads * c->head_dim, KD = (size_t)c->n_kv_heads * c->head_dim;
-    m->tok_emb = mq_model_alloc(m, V * C);
-    m->lm_head = c->tied_embeddings ? m->tok_emb : mq_model_alloc(m, V * C);
+    /* a served HF model: the loader makes the big matrices, 16-bit when the
+     * file holds them so (load_hf.c), so no fp32 buffer is made for them here */
+    bool lazy = m->serve_half && m->source_kind && !strcmp(m->source_kind, "hf");
+    if (m->serve_half) m->half_store = mq_calloc((size_t)c->n_layers * 7 + 2, sizeof *m->half_store);
+    m->tok_emb = lazy ? NULL : mq_model_alloc(m, V * C);
+    m->lm_head = c->tied_embeddings ? m->tok_emb : lazy ? NULL : mq_model_alloc(m, V * C);
     m->final_norm = mq_model_alloc(m, C);
     m->layers = mq_calloc((size_t)c->n_layers, sizeof *m->layers);
     for (int l = 0; l < c->n_layers; l++) {
@@ -128,7 +132,7 @@ void mq_model_alloc_weights(mq_model *m) {
          * cannot pack them (quant/qmodel.c allocates it then) */
         size_t n[7] = {QD * C, KD * C, KD * C, C * QD, F * C, F * C, C * F};
         for (int k = 0; k < 7; k++)
-            if (!(m->serve_half && mq_qstore_has(m->quant, l, (mq_lin_kind)k)))
+            if (!(m->serve_half && mq_qstore_has(m->quant, l, (mq_lin_kind)k)) && !lazy)
                 *mq_layer_weight_slot(L, k) = mq_model_alloc(m, n[k]);
         if (c->qkv_bias) {
             L->bq = mq_model_alloc(m, QD);
