@@ -121,30 +121,12 @@ fi
 # throughput of the MatQuant R={8,4,2} run, from its log
 log=$out/$which-mat111.log
 if [ -f "$log" ]; then
-  peak=$(mktemp -d)/peak
-  cat > "$peak.c" <<'EOF'
-/* fp32 FMA peak of one core: 12 independent chains of 16-wide FMAs */
-#include <immintrin.h>
-#include <stdio.h>
-#include <time.h>
-int main(void) {
-    __m512 a[12], m = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
-    for (int i = 0; i < 12; i++) a[i] = _mm512_set1_ps((float)i);
-    long n = 100000000;
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (long k = 0; k < n; k++)
-        for (int i = 0; i < 12; i++) a[i] = _mm512_fmadd_ps(a[i], m, c);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    float s = 0;
-    for (int i = 0; i < 12; i++) s += _mm512_reduce_add_ps(a[i]);
-    double dt = (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9;
-    printf("%.1f %g\n", 2.0 * 16 * 12 * n / dt / 1e9, s);
-    return 0;
-}
-EOF
-  cc -O2 -mavx512f -o "$peak" "$peak.c"
-  per_core=$("$peak" | cut -d' ' -f1); cores=$(nproc)
+  # the machine's fp32 FMA peak at 1 and 2 threads from bench/membw (12 independent zmm FMA chains per core)
+  [ -x build/membw ] || make -s build/membw
+  peaks=$(build/membw --json | tail -n 1)
+  cores=$(nproc); [ "$cores" -gt 2 ] && cores=2
+  per_core=$(echo "$peaks" | sed -E "s/.*\"fma_gflops_${cores}t\":([0-9.]+).*/\1/")
+  per_core=$(awk -v p="$per_core" -v n="$cores" 'BEGIN { print p / n }')
   awk -v pc="$per_core" -v nc="$cores" '
     /trained:/ { for (i = 1; i <= NF; i++) { if ($i == "tokens/s;") tps[++n] = $(i-1); if ($i == "GFLOP/s") gf[n] = $(i-1) } }
     END { if (!n) exit
