@@ -221,7 +221,7 @@ static void dots_avx512(const mq_packed *p, int o0, int o1, const mq_kact *a, in
 
 #define TR 8 /* rows per tile at most: each activation chunk serves them all */
 #define TT 4 /* tokens per tile at most: each unpacked chunk serves them all */
-#define GV_ROWS 8 /* gemv: 8 rows x 1 token (8 independent vpdpbusd chains) */
+#define GV_ROWS 4 /* gemv: 4 rows x 1 token; 8 rows streamed at once from memory decoded 35% slower (docs/results.md §7) */
 #define GM_ROWS 4 /* gemm: 4 rows x 4 tokens (16 accumulators) */
 
 /* Rows o..o+nr-1 times tokens t0..t0+nt-1 (nr <= TR, nt <= TT, constants
