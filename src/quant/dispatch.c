@@ -34,12 +34,13 @@ mq_kact *mq_kact_new(int max_b, int max_cols) {
     a->dvec = mq_aligned_alloc(n / 4 * sizeof(float));
     a->bsum = mq_aligned_alloc(nb * sizeof(float));
     a->gsum = mq_aligned_alloc(nb * sizeof(float));
+    a->xhat = mq_aligned_alloc(n * sizeof(float));
     return a;
 }
 
 void mq_kact_free(mq_kact *a) {
     if (!a) return;
-    free(a->q); free(a->qs); free(a->d); free(a->dvec); free(a->bsum); free(a->gsum);
+    free(a->q); free(a->qs); free(a->d); free(a->dvec); free(a->bsum); free(a->gsum); free(a->xhat);
     free(a);
 }
 
@@ -81,6 +82,7 @@ void mq_kact_quantize(mq_kact *a, const float *x, int B, int cols) {
     a->cols = cols;
     a->kp = kp;
     a->gsum_group = 0;
+    a->xhat_ready = false;
     int nb = kp / MQ_PACK_BLOCK;
 #pragma omp parallel for if ((size_t)B * cols > 65536)
     for (int t = 0; t < B; t++) {
@@ -134,6 +136,15 @@ void mq_kact_group_sums(mq_kact *a, const mq_packed *p) {
         for (int k = 0; k < nb; k++) G[mq_kern_group_of(p, k)] += bs[k];
     }
     a->gsum_group = p->group;
+    if (p->extra && !a->xhat_ready) {
+        for (int t = 0; t < a->B; t++) {
+            const int8_t *q = a->q + (size_t)t * a->kp;
+            const float *d = a->d + (size_t)t * nb;
+            float *xh = a->xhat + (size_t)t * a->kp;
+            for (int j = 0; j < a->kp; j++) xh[j] = d[j / MQ_PACK_BLOCK] * (float)q[j];
+        }
+        a->xhat_ready = true;
+    }
 }
 
 /* ----------------------------------------------------------- dispatch */

@@ -36,6 +36,9 @@ typedef struct mq_kact {
     float *bsum;       /* (B, kp/32) d_k * sum of xq in block k */
     float *gsum;       /* (B, kp/32) G_g of the matrix last given to mq_kact_group_sums */
     int gsum_group;    /* the group size gsum was computed for (0 = none) */
+    float *xhat;       /* (B, kp) d_k * xq_j, filled by mq_kact_group_sums for an extra-precision
+                        * matrix (the overflow lists gather from it) */
+    bool xhat_ready;   /* xhat holds the current activations */
 } mq_kact;
 
 /* Activation scratch for max_b tokens of at most max_cols inputs. */
@@ -43,7 +46,8 @@ mq_kact *mq_kact_new(int max_b, int max_cols);
 void mq_kact_free(mq_kact *a);
 /* Quantize x (B, cols) into a (B <= cap_b, cols <= capacity, asserted). */
 void mq_kact_quantize(mq_kact *a, const float *x, int B, int cols);
-/* Fill a->gsum with G_g for p's groups (p->cols == a->cols, asserted). */
+/* Fill a->gsum with G_g for p's groups (p->cols == a->cols, asserted) and,
+ * when p has an overflow list, a->xhat. */
 void mq_kact_group_sums(mq_kact *a, const mq_packed *p);
 
 /* The block of group g that activation block k belongs to. */
@@ -61,38 +65,34 @@ static inline void mq_kern_over_dots(const mq_packed *p, int o, const int8_t *x,
 }
 /* The same contribution in float, for kernels that fold the per-block
  * scales before the overflow list: sum over row o's overflow weights of
- * s_g * d_k * x[j], token t of a. */
+ * s_g * xhat_j (xhat_j = d_k * x[j]), token t of a (a->xhat filled by
+ * mq_kact_group_sums, asserted). */
 static inline float mq_kern_over_float(const mq_packed *p, int o, const mq_kact *a, int t) {
-    int nb = a->kp / MQ_PACK_BLOCK;
-    const float *s = p->scale + (size_t)o * p->ngroups, *d = a->d + (size_t)t * nb;
-    const int8_t *x = a->q + (size_t)t * a->kp;
+    MQ_ASSERT(a->xhat_ready);
+    const float *s = p->scale + (size_t)o * p->ngroups, *xh = a->xhat + (size_t)t * a->kp;
     const uint32_t *col = p->over_col;
     uint32_t n = p->over_ptr[o], n1 = p->over_ptr[o + 1];
     /* four independent sums: a row has ~10 entries, a single chain would
      * wait for each add */
     float y0 = 0.0f, y1 = 0.0f, y2 = 0.0f, y3 = 0.0f;
     if (p->ngroups == 1) { /* per channel: one scale, applied once */
-#define MQ_OVER_TERM(i) (d[col[i] / MQ_PACK_BLOCK] * (float)x[col[i]])
         for (; n + 4 <= n1; n += 4) {
-            y0 += MQ_OVER_TERM(n);
-            y1 += MQ_OVER_TERM(n + 1);
-            y2 += MQ_OVER_TERM(n + 2);
-            y3 += MQ_OVER_TERM(n + 3);
+            y0 += xh[col[n]];
+            y1 += xh[col[n + 1]];
+            y2 += xh[col[n + 2]];
+            y3 += xh[col[n + 3]];
         }
-        for (; n < n1; n++) y0 += MQ_OVER_TERM(n);
-#undef MQ_OVER_TERM
+        for (; n < n1; n++) y0 += xh[col[n]];
         return s[0] * ((y0 + y1) + (y2 + y3));
     }
     uint32_t G = (uint32_t)p->group; /* a multiple of 32 (pack.h): column j's block lies in group j / G */
-#define MQ_OVER_TERM(i) (s[col[i] / G] * d[col[i] / MQ_PACK_BLOCK] * (float)x[col[i]])
     for (; n + 4 <= n1; n += 4) {
-        y0 += MQ_OVER_TERM(n);
-        y1 += MQ_OVER_TERM(n + 1);
-        y2 += MQ_OVER_TERM(n + 2);
-        y3 += MQ_OVER_TERM(n + 3);
+        y0 += s[col[n] / G] * xh[col[n]];
+        y1 += s[col[n + 1] / G] * xh[col[n + 1]];
+        y2 += s[col[n + 2] / G] * xh[col[n + 2]];
+        y3 += s[col[n + 3] / G] * xh[col[n + 3]];
     }
-    for (; n < n1; n++) y0 += MQ_OVER_TERM(n);
-#undef MQ_OVER_TERM
+    for (; n < n1; n++) y0 += s[col[n] / G] * xh[col[n]];
     return (y0 + y1) + (y2 + y3);
 }
 

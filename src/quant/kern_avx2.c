@@ -229,7 +229,16 @@ INLINE void tile(const mq_packed *p, int o, const mq_kact *a, int t0, float *y, 
     for (int i = 0; i < nr; i++)
         UNROLL
         for (int j = 0; j < nt; j++) facc[i][j] = _mm256_setzero_ps();
+    /* software prefetch into L2 16 KiB ahead of the tile's contiguous rows
+     * (as kern_avx512.c: short rows are too short a stream for the hardware
+     * prefetchers); only the first token tile prefetches */
+    const char *pf = (const char *)w + 16384;
     for (int sb = 0; sb < ns; sb++) {
+        if (t0 == 0) {
+            UNROLL
+            for (int l = 0; l < nr * r; l++) _mm_prefetch(pf + 64 * l, _MM_HINT_T1);
+            pf += nr * 64 * r;
+        }
         __m256i lo[TR][TT], hi[TR][TT];
         UNROLL
         for (int i = 0; i < nr; i++)

@@ -223,6 +223,7 @@ static void dots_avx512(const mq_packed *p, int o0, int o1, const mq_kact *a, in
 #define TT 4 /* tokens per tile at most: each unpacked chunk serves them all */
 #define GV_ROWS 4 /* gemv: 4 rows x 1 token; 8 rows streamed at once from memory decoded 35% slower (docs/results.md §7) */
 #define GM_ROWS 4 /* gemm: 4 rows x 4 tokens (16 accumulators) */
+#define PF_AHEAD 16384 /* prefetch distance in bytes (best of 6-24 KiB measured, §8) */
 
 /* Rows o..o+nr-1 times tokens t0..t0+nt-1 (nr <= TR, nt <= TT, constants
  * per call) into y[(t0+j)*ldy + o + i]. Superblocks: per row and token one
@@ -244,7 +245,25 @@ INLINE void tile(const mq_packed *p, int o, const mq_kact *a, int t0, float *y, 
     for (int i = 0; i < nr; i++)
         UNROLL
         for (int j = 0; j < nt; j++) facc[i][j] = _mm512_setzero_ps();
+    /* software prefetch into L2, PF_AHEAD bytes ahead of the tile's reads
+     * (its rows are contiguous, and so are consecutive tiles): a 2048-column
+     * row at int2 is 8 cache lines, too short a stream for the hardware
+     * prefetchers to lock on; with this, a 2-thread decode streams its
+     * weights at ~85% of the measured read bandwidth instead of ~45%
+     * (docs/results.md §8). Only the first token tile prefetches. */
+    const char *pf = (const char *)w + PF_AHEAD;
+    if (p->extra && t0 == 0) { /* the overflow list is a second stream: ~3 lines per tile, 4 KiB ahead */
+        const char *oc = (const char *)(p->over_col + p->over_ptr[o]) + 4096;
+        _mm_prefetch(oc, _MM_HINT_T1);
+        _mm_prefetch(oc + 64, _MM_HINT_T1);
+        _mm_prefetch(oc + 128, _MM_HINT_T1);
+    }
     for (int sb = 0; sb < ns; sb++) {
+        if (t0 == 0) {
+            UNROLL
+            for (int l = 0; l < nr * r; l++) _mm_prefetch(pf + 64 * l, _MM_HINT_T1);
+            pf += nr * 64 * r;
+        }
         __m512i acc[TR][TT];
         UNROLL
         for (int i = 0; i < nr; i++)
