@@ -170,6 +170,55 @@ static void one_case(int rows, int cols, int group, int r, bool extra) {
     mq_pack_free(&p);
 }
 
+/* mq_kern_matmul_shared gives exactly what one mq_kern_matmul per matrix
+ * gives (q/k/v-like shapes of one input, mixed widths, one with an overflow
+ * list), for decode (B = 1) and a prompt batch; mismatched inputs are
+ * refused by mq_kern_can_share. */
+static void shared_case(int B, int group) {
+    const int cols = 1088, rows[3] = {64, 16, 48}, bits[3] = {4, 2, 8};
+    const bool extra[3] = {false, true, false};
+    int ng = cols / group;
+    mq_packed P[3];
+    for (int i = 0; i < 3; i++) {
+        size_t n = (size_t)rows[i] * cols;
+        uint8_t *q = mq_malloc(n), *zero = mq_malloc((size_t)rows[i] * ng);
+        float *alpha = mq_malloc((size_t)rows[i] * ng * sizeof(float));
+        for (size_t j = 0; j < n; j++) q[j] = (uint8_t)(rnd() & 255);
+        for (int j = 0; j < rows[i] * ng; j++) {
+            alpha[j] = 0.001f + 0.01f * (float)(rnd() % 1000) / 1000.0f;
+            zero[j] = (uint8_t)(rnd() & 255);
+        }
+        CHECK(mq_pack_build(q, alpha, zero, rows[i], cols, group, bits[i], extra[i], &P[i]) == MQ_OK, "shared: %s",
+              mq_last_error());
+        free(q); free(zero); free(alpha);
+    }
+    float *x = mq_malloc((size_t)B * cols * sizeof(float));
+    for (size_t j = 0; j < (size_t)B * cols; j++) x[j] = frand();
+    float *want[3], *got[3];
+    for (int i = 0; i < 3; i++) {
+        want[i] = mq_malloc((size_t)B * rows[i] * sizeof(float));
+        got[i] = mq_malloc((size_t)B * rows[i] * sizeof(float));
+    }
+    mq_kact *a = mq_kact_new(B, cols);
+    for (int i = 0; i < 3; i++) mq_kern_matmul(&P[i], x, B, want[i], a);
+    const mq_packed *pp[3] = {&P[0], &P[1], &P[2]};
+    CHECK(mq_kern_can_share(3, pp), "three matrices of one input and group cannot share");
+    mq_kern_matmul_shared(3, pp, x, B, got, a);
+    int bad = 0;
+    for (int i = 0; i < 3; i++) bad += memcmp(want[i], got[i], (size_t)B * rows[i] * sizeof(float)) != 0;
+    CHECK(bad == 0, "shared product (B=%d, group %d): %d of 3 outputs differ from separate products", B, group, bad);
+    mq_packed other = P[1];
+    other.cols = 1024;
+    const mq_packed *mix[2] = {&P[0], &other};
+    CHECK(!mq_kern_can_share(2, mix), "matrices of different input sizes accepted for one shared input");
+    mq_kact_free(a);
+    free(x);
+    for (int i = 0; i < 3; i++) {
+        free(want[i]); free(got[i]);
+        mq_pack_free(&P[i]);
+    }
+}
+
 int main(void) {
     const char *names[] = {"avx2", "avx512"};
     for (int i = 0; i < 2; i++) {
@@ -205,6 +254,9 @@ int main(void) {
                 }
             }
         }
+    shared_case(1, 1088);
+    shared_case(1, 64);
+    shared_case(5, 1088);
     /* unsupported widths and bad shapes */
     uint8_t q[64] = {0}, z[2] = {0};
     float al[2] = {1, 1};

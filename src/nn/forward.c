@@ -147,6 +147,13 @@ static void matmul_fwd(mq_state *s, float *out, const float *inp, const float *w
             for (int o = 0; o < O; o++) out[(size_t)b * O + o] += bias[o];
 }
 
+/* out(B, O) += bias(O) (nothing when bias is NULL) */
+static void add_bias(float *out, const float *bias, int B, int O) {
+    if (!bias) return;
+    for (int b = 0; b < B; b++)
+        for (int o = 0; o < O; o++) out[(size_t)b * O + o] += bias[o];
+}
+
 /* out(B, C) = inp * rsqrt(mean(inp^2) + eps) * (w or 1 + w) */
 static void rmsnorm_fwd(float *out, const float *inp, const float *w, int B, int C, float eps,
                         bool plus_one) {
@@ -187,7 +194,7 @@ static inline float gelu_tanh(float x) {
 
 /* hb = act(hb) * hb2 */
 static void glu_fwd(float *hb, const float *hb2, size_t n, mq_act act) {
-#pragma omp parallel for if (n > 4096)
+#pragma omp parallel for if (n > 65536) /* a decode row (F ~ 6k) is cheaper than a fork-join */
     for (size_t i = 0; i < n; i++) {
         float g = hb[i];
         g = act == MQ_ACT_SILU ? g / (1.0f + expf(-g)) : gelu_tanh(g);
@@ -263,9 +270,18 @@ void mq_forward_block(const mq_model *m, mq_state *s, int l, float *x, int B, in
     /* attention sub-block */
     rmsnorm_fwd(s->xb, x, L->attn_norm, B, C, c->norm_eps, c->norm_plus_one);
     tap(s, l, MQ_TAP_ATTN_IN, s->xb, B, C);
-    matmul_fwd(s, s->q, s->xb, L->wq, L->packed[0], L->half[0], L->bq, B, C, QD);
-    matmul_fwd(s, s->k, s->xb, L->wk, L->packed[1], L->half[1], L->bk, B, C, KD);
-    matmul_fwd(s, s->v, s->xb, L->wv, L->packed[2], L->half[2], L->bv, B, C, KD);
+    if (mq_kern_can_share(3, (const struct mq_packed *const *)L->packed)) {
+        /* packed q/k/v: one quantization of xb, one parallel region */
+        float *outs[3] = {s->q, s->k, s->v};
+        mq_kern_matmul_shared(3, (const struct mq_packed *const *)L->packed, s->xb, B, outs, s->kact);
+        add_bias(s->q, L->bq, B, QD);
+        add_bias(s->k, L->bk, B, KD);
+        add_bias(s->v, L->bv, B, KD);
+    } else {
+        matmul_fwd(s, s->q, s->xb, L->wq, L->packed[0], L->half[0], L->bq, B, C, QD);
+        matmul_fwd(s, s->k, s->xb, L->wk, L->packed[1], L->half[1], L->bk, B, C, KD);
+        matmul_fwd(s, s->v, s->xb, L->wv, L->packed[2], L->half[2], L->bv, B, C, KD);
+    }
     rope_fwd(s->q, m->inv_freq, B, c->n_heads, D, pos0);
     rope_fwd(s->k, m->inv_freq, B, c->n_kv_heads, D, pos0);
     size_t off = ((size_t)l * s->max_ctx + (size_t)pos0) * KD;
@@ -280,8 +296,13 @@ void mq_forward_block(const mq_model *m, mq_state *s, int l, float *x, int B, in
     /* feed-forward sub-block */
     rmsnorm_fwd(s->xb, x, L->ffn_norm, B, C, c->norm_eps, c->norm_plus_one);
     tap(s, l, MQ_TAP_FFN_IN, s->xb, B, C);
-    matmul_fwd(s, s->hb, s->xb, L->w_gate, L->packed[4], L->half[4], NULL, B, C, F);
-    matmul_fwd(s, s->hb2, s->xb, L->w_up, L->packed[5], L->half[5], NULL, B, C, F);
+    if (mq_kern_can_share(2, (const struct mq_packed *const *)L->packed + 4)) {
+        float *outs[2] = {s->hb, s->hb2};
+        mq_kern_matmul_shared(2, (const struct mq_packed *const *)L->packed + 4, s->xb, B, outs, s->kact);
+    } else {
+        matmul_fwd(s, s->hb, s->xb, L->w_gate, L->packed[4], L->half[4], NULL, B, C, F);
+        matmul_fwd(s, s->hb2, s->xb, L->w_up, L->packed[5], L->half[5], NULL, B, C, F);
+    }
     glu_fwd(s->hb, s->hb2, (size_t)B * F, c->act);
     tap(s, l, MQ_TAP_FFN_MID, s->hb, B, F);
     matmul_fwd(s, s->xo, s->hb, L->w_down, L->packed[6], L->half[6], NULL, B, F, C);

@@ -215,3 +215,38 @@ void mq_kern_matmul(const mq_packed *p, const float *x, int B, float *y, mq_kact
         }
     }
 }
+
+bool mq_kern_can_share(int n, const mq_packed *const *p) {
+    if (n < 1 || n > 4) return false;
+    for (int i = 0; i < n; i++)
+        if (!p[i] || p[i]->cols != p[0]->cols || p[i]->group != p[0]->group) return false;
+    return true;
+}
+
+void mq_kern_matmul_shared(int n, const mq_packed *const *p, const float *x, int B, float *const *y, mq_kact *a) {
+    MQ_ASSERT(mq_kern_can_share(n, p));
+    const mq_kern_ops *k = mq_kern_active();
+    mq_kact_quantize(a, x, B, p[0]->cols);
+    /* group sums depend only on the group size (shared); xhat is filled
+     * when any of the matrices has an overflow list */
+    int ex = 0;
+    for (int i = 0; i < n; i++)
+        if (p[i]->extra) ex = i;
+    mq_kact_group_sums(a, p[ex]);
+    size_t work = 0;
+    for (int i = 0; i < n; i++) work += (size_t)p[i]->rows * (size_t)p[i]->cols;
+    int T = omp_get_max_threads();
+    if (work < ((size_t)1 << 15)) T = 1;
+#pragma omp parallel num_threads(T)
+    {
+        int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        for (int i = 0; i < n; i++) {
+            int o0, o1;
+            mq_thread_slice(p[i]->rows, 16, t, nt, &o0, &o1);
+            if (o1 > o0) {
+                if (B == 1) k->gemv(p[i], o0, o1, a, y[i]);
+                else k->gemm(p[i], o0, o1, a, y[i], p[i]->rows);
+            }
+        }
+    }
+}

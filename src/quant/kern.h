@@ -129,5 +129,13 @@ bool mq_kern_float_forced(void);
  * when p->rows is a multiple of 16), with the active variant. a: scratch
  * with room for B tokens of p->cols. */
 void mq_kern_matmul(const mq_packed *p, const float *x, int B, float *y, mq_kact *a);
+/* The same for n <= 4 matrices that share one input (q/k/v, gate/up): y[i]
+ * (B, p[i]->rows) = x times p[i]. The input is quantized once and the
+ * products run in one parallel region (each thread its slice of every
+ * matrix). All p[i] must have the same cols and group (asserted; callers
+ * check mq_kern_can_share first). */
+void mq_kern_matmul_shared(int n, const mq_packed *const *p, const float *x, int B, float *const *y, mq_kact *a);
+/* Can p[0..n-1] share one quantized input (same cols and group)? */
+bool mq_kern_can_share(int n, const mq_packed *const *p);
 
 #endif
