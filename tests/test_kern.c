@@ -271,6 +271,11 @@ int main(void) {
     CHECK(perm_bad == 0 && mq_pack_col_at(1600, 4) == 32 && mq_pack_col_at(1600, 64) == 4 && mq_pack_col_at(1600, 1540) == 1540,
           "superblock permutation: %d positions do not round-trip", perm_bad);
     CHECK(!mq_pack_supported(1, false) && !mq_pack_supported(7, true) && mq_pack_supported(2, true), "supported widths");
+    /* what the plan packs; anything else is served dequantized (quant/qmodel.c) */
+    CHECK(mq_pack_layout_ok(8, 172, 172, 4, false) && mq_pack_layout_ok(8, 192, 64, 2, true) &&
+          !mq_pack_layout_ok(8, 64, 16, 4, false) && !mq_pack_layout_ok(8, 100, 32, 4, false) &&
+          !mq_pack_layout_ok(8, 64, 64, 5, false) && !mq_pack_layout_ok(0, 64, 64, 4, false),
+          "mq_pack_layout_ok: widths, groups and shapes");
     /* the active variant honours MQ_KERNELS (set by the caller of this test, else the best) */
     const mq_kern_ops *act = mq_kern_active();
     CHECK(act != NULL && (n_variants == 0 || act == variants[n_variants - 1] || getenv("MQ_KERNELS")),

@@ -35,12 +35,13 @@ mq_kact *mq_kact_new(int max_b, int max_cols) {
     a->bsum = mq_aligned_alloc(nb * sizeof(float));
     a->gsum = mq_aligned_alloc(nb * sizeof(float));
     a->xhat = mq_aligned_alloc(n * sizeof(float));
+    a->xhat_t = max_b > 1 ? mq_aligned_alloc(n * sizeof(float)) : NULL;
     return a;
 }
 
 void mq_kact_free(mq_kact *a) {
     if (!a) return;
-    free(a->q); free(a->qs); free(a->d); free(a->dvec); free(a->bsum); free(a->gsum); free(a->xhat);
+    free(a->q); free(a->qs); free(a->d); free(a->dvec); free(a->bsum); free(a->gsum); free(a->xhat); free(a->xhat_t);
     free(a);
 }
 
@@ -143,6 +144,14 @@ void mq_kact_group_sums(mq_kact *a, const mq_packed *p) {
             float *xh = a->xhat + (size_t)t * a->kp;
             for (int j = 0; j < a->kp; j++) xh[j] = d[j / MQ_PACK_BLOCK] * (float)q[j];
         }
+        if (a->B > 1) /* transposed in tiles of 16 tokens x 64 columns */
+            for (int t0 = 0; t0 < a->B; t0 += 16)
+                for (int j0 = 0; j0 < a->kp; j0 += 64) {
+                    int t1 = t0 + 16 < a->B ? t0 + 16 : a->B, j1 = j0 + 64;
+                    for (int j = j0; j < j1; j++)
+                        for (int t = t0; t < t1; t++)
+                            a->xhat_t[(size_t)j * a->B + t] = a->xhat[(size_t)t * a->kp + j];
+                }
         a->xhat_ready = true;
     }
 }

@@ -38,6 +38,8 @@ typedef struct mq_kact {
     int gsum_group;    /* the group size gsum was computed for (0 = none) */
     float *xhat;       /* (B, kp) d_k * xq_j, filled by mq_kact_group_sums for an extra-precision
                         * matrix (the overflow lists gather from it) */
+    float *xhat_t;     /* (kp, B) the same transposed, filled with xhat when B > 1 (prompt
+                        * kernels add an overflow weight's column to all tokens at once) */
     bool xhat_ready;   /* xhat holds the current activations */
 } mq_kact;
 

@@ -137,11 +137,14 @@ INLINE __m128 reduce4(__m512 v0, __m512 v1, __m512 v2, __m512 v3) {
     return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
 }
 
+#define OV_T 64 /* gemm: tokens per chunk of precomputed overflow terms */
+
 /* y[i] for the nr (<= 4) rows o..o+nr-1 of token t from their fp32
  * accumulators acc[i] times the inverse lane factors f: the lanes' sum,
- * plus sum_g b_g * G_g, plus the overflow list. */
+ * plus sum_g b_g * G_g, plus the overflow list (ov[i * OV_T] when given,
+ * else summed here). */
 INLINE void rows_out(const mq_packed *p, int o, const mq_kact *a, int t, const __m512 *acc, __m512 f, float *y,
-                     const int nr) {
+                     const int nr, const float *ov) {
     int ng = p->ngroups, nb = a->kp / MQ_PACK_BLOCK;
     const float *G = a->gsum + (size_t)t * nb;
     __m512 v[4];
@@ -154,7 +157,10 @@ INLINE void rows_out(const mq_packed *p, int o, const mq_kact *a, int t, const _
     }
     float out[4];
     _mm_storeu_ps(out, reduce4(v[0], v[1], v[2], v[3]));
-    for (int i = 0; i < nr; i++) y[i] = out[i] + (p->extra ? mq_kern_over_float(p, o + i, a, t) : 0.0f);
+    if (ov) /* the overflow terms of these rows for this token, precomputed (gemm) */
+        for (int i = 0; i < nr; i++) y[i] = out[i] + ov[i * OV_T];
+    else
+        for (int i = 0; i < nr; i++) y[i] = out[i] + (p->extra ? mq_kern_over_float(p, o + i, a, t) : 0.0f);
 }
 
 /* -------------------------------------------------------- superblocks */
@@ -231,7 +237,7 @@ static void dots_avx512(const mq_packed *p, int o0, int o1, const mq_kact *a, in
  * one conversion and one fma with d_k * s_g(k) per 512 weights. Tail
  * chunks: one conversion per chunk with the per-lane d (dvec). */
 INLINE void tile(const mq_packed *p, int o, const mq_kact *a, int t0, float *y, int ldy, const int r, const int nr,
-                 const int nt) {
+                 const int nt, const float *ov) {
     int nc = p->kp / MQ_PACK_CHUNK, ng = p->ngroups, kp = a->kp, nb = kp / MQ_PACK_BLOCK, ns = p->nsuper;
     int sh = group_shift(p);
     __m512i gidx = block_group_idx(sh);
@@ -319,8 +325,8 @@ INLINE void tile(const mq_packed *p, int o, const mq_kact *a, int t0, float *y, 
         UNROLL
         for (int i = 0; i < nr; i++) col[i] = ng == 1 ? _mm512_mul_ps(facc[i][j], _mm512_set1_ps(s[(size_t)i * ng])) : facc[i][j];
         float *yj = y + (size_t)(t0 + j) * ldy + o;
-        rows_out(p, o, a, t0 + j, col, f, yj, nr < 4 ? nr : 4);
-        if (nr > 4) rows_out(p, o + 4, a, t0 + j, col + 4, f, yj + 4, nr - 4);
+        rows_out(p, o, a, t0 + j, col, f, yj, nr < 4 ? nr : 4, ov ? ov + j : NULL);
+        if (nr > 4) rows_out(p, o + 4, a, t0 + j, col + 4, f, yj + 4, nr - 4, ov ? ov + 4 * OV_T + j : NULL);
     }
 }
 
@@ -328,15 +334,15 @@ INLINE void tile(const mq_packed *p, int o, const mq_kact *a, int t0, float *y, 
 
 INLINE void gemv_r(const mq_packed *p, int o0, int o1, const mq_kact *a, float *y, const int r) {
     int o = o0;
-    for (; o + GV_ROWS <= o1; o += GV_ROWS) tile(p, o, a, 0, y, 0, r, GV_ROWS, 1);
+    for (; o + GV_ROWS <= o1; o += GV_ROWS) tile(p, o, a, 0, y, 0, r, GV_ROWS, 1, NULL);
     switch (o1 - o) {
-    case 7: tile(p, o, a, 0, y, 0, r, 7, 1); break;
-    case 6: tile(p, o, a, 0, y, 0, r, 6, 1); break;
-    case 5: tile(p, o, a, 0, y, 0, r, 5, 1); break;
-    case 4: tile(p, o, a, 0, y, 0, r, 4, 1); break;
-    case 3: tile(p, o, a, 0, y, 0, r, 3, 1); break;
-    case 2: tile(p, o, a, 0, y, 0, r, 2, 1); break;
-    case 1: tile(p, o, a, 0, y, 0, r, 1, 1); break;
+    case 7: tile(p, o, a, 0, y, 0, r, 7, 1, NULL); break;
+    case 6: tile(p, o, a, 0, y, 0, r, 6, 1, NULL); break;
+    case 5: tile(p, o, a, 0, y, 0, r, 5, 1, NULL); break;
+    case 4: tile(p, o, a, 0, y, 0, r, 4, 1, NULL); break;
+    case 3: tile(p, o, a, 0, y, 0, r, 3, 1, NULL); break;
+    case 2: tile(p, o, a, 0, y, 0, r, 2, 1, NULL); break;
+    case 1: tile(p, o, a, 0, y, 0, r, 1, 1, NULL); break;
     default: break;
     }
 }
@@ -353,15 +359,50 @@ static void gemv_avx512(const mq_packed *p, int o0, int o1, const mq_kact *a, fl
 
 /* --------------------------------------------------------------- gemm */
 
-/* The token tiles of one row tile of nr rows. */
+/* The overflow terms of rows o..o+nr-1 (nr <= TR) for tokens tc..tc+nt-1
+ * (nt <= OV_T) into ov[i * OV_T + t]: each overflow weight adds s_g times
+ * its column of xhat_t (the chunk's tokens, 16 per vector). */
+static void over_chunk(const mq_packed *p, int o, int nr, const mq_kact *a, int tc, int nt, float *ov) {
+    int B = a->B, ng = p->ngroups, sh = group_shift(p);
+    __mmask16 m[4];
+    for (int k = 0; k < 4; k++) {
+        int left = nt - 16 * k;
+        m[k] = left >= 16 ? (__mmask16)0xFFFF : left > 0 ? (__mmask16)((1u << left) - 1) : 0;
+    }
+    for (int i = 0; i < nr; i++) {
+        int row = o + i;
+        const float *s = p->scale + (size_t)row * ng;
+        __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+        for (uint32_t n = p->over_ptr[row]; n < p->over_ptr[row + 1]; n++) {
+            uint32_t c = p->over_col[n];
+            const float *xc = a->xhat_t + (size_t)c * B + tc;
+            __m512 sv = _mm512_set1_ps(ng == 1 ? 1.0f : s[sh >= 0 ? (int)(c >> sh) : (int)(c / (uint32_t)p->group)]);
+            for (int k = 0; k < 4; k++)
+                if (m[k]) acc[k] = _mm512_fmadd_ps(sv, _mm512_maskz_loadu_ps(m[k], xc + 16 * k), acc[k]);
+        }
+        __m512 s0 = _mm512_set1_ps(ng == 1 ? s[0] : 1.0f);
+        for (int k = 0; k < 4; k++) _mm512_storeu_ps(ov + (size_t)i * OV_T + 16 * k, _mm512_mul_ps(acc[k], s0));
+    }
+}
+
+/* The token tiles of one row tile of nr rows. With an overflow list (2x)
+ * and B > 1, tokens go in chunks of OV_T whose overflow terms are computed
+ * first for all of the chunk's tokens at once (over_chunk) and added as
+ * each tile stores its outputs. */
 INLINE void gemm_rows(const mq_packed *p, int o, const mq_kact *a, float *y, int ldy, const int r, const int nr) {
-    int t = 0;
-    for (; t + TT <= a->B; t += TT) tile(p, o, a, t, y, ldy, r, nr, TT);
-    switch (a->B - t) {
-    case 3: tile(p, o, a, t, y, ldy, r, nr, 3); break;
-    case 2: tile(p, o, a, t, y, ldy, r, nr, 2); break;
-    case 1: tile(p, o, a, t, y, ldy, r, nr, 1); break;
-    default: break;
+    bool pre = p->extra && a->B > 1 && a->xhat_t;
+    float ov[TR * OV_T] __attribute__((aligned(64)));
+    for (int tc = 0; tc < a->B; tc += OV_T) {
+        int te = tc + OV_T < a->B ? tc + OV_T : a->B;
+        if (pre) over_chunk(p, o, nr, a, tc, te - tc, ov);
+        int t = tc;
+        for (; t + TT <= te; t += TT) tile(p, o, a, t, y, ldy, r, nr, TT, pre ? ov + (t - tc) : NULL);
+        switch (te - t) {
+        case 3: tile(p, o, a, t, y, ldy, r, nr, 3, pre ? ov + (t - tc) : NULL); break;
+        case 2: tile(p, o, a, t, y, ldy, r, nr, 2, pre ? ov + (t - tc) : NULL); break;
+        case 1: tile(p, o, a, t, y, ldy, r, nr, 1, pre ? ov + (t - tc) : NULL); break;
+        default: break;
+        }
     }
 }
 

@@ -105,6 +105,11 @@ void mq_pack_free(mq_packed *p) {
     memset(p, 0, sizeof *p);
 }
 
+bool mq_pack_layout_ok(int rows, int cols, int group, int r, bool extra) {
+    return mq_pack_supported(r, extra) && rows > 0 && cols > 0 && group > 0 && cols % group == 0 &&
+           (group == cols || group % MQ_PACK_BLOCK == 0);
+}
+
 mq_status mq_pack_build(const uint8_t *q, const float *alpha, const uint8_t *zero, int rows, int cols, int group,
                         int r, bool extra, mq_packed *out) {
     memset(out, 0, sizeof *out);

@@ -75,6 +75,11 @@ typedef struct mq_packed {
  * r < 8 and ignored at 8)? */
 bool mq_pack_supported(int r, bool extra);
 
+/* Can a (rows, cols) linear with groups of `group` columns be packed at
+ * width r (mq_pack_supported, group divides cols and is cols or a multiple
+ * of 32)? When not, the model serves that linear dequantized (fp32). */
+bool mq_pack_layout_ok(int rows, int cols, int group, int r, bool extra);
+
 /* Build the packed form of a (rows, cols) linear from parent codes q
  * (rows, cols), alpha (rows, cols/group) and zero (rows, cols/group) at width
  * r (extra precision if extra). group divides cols (group = cols: per

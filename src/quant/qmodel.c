@@ -109,7 +109,7 @@ mq_status mq_model_apply_plan(mq_model *m, const mq_plan *p) {
     for (int i = 0; m->serve_half && i < s->n; i++) {
         const mq_qlinear *q = &s->q[i];
         float **slot = mq_layer_weight_slot(&m->layers[q->layer], q->kind);
-        bool packs = kernels && mq_pack_supported(p->bits[q->layer], p->extra[q->layer]);
+        bool packs = kernels && mq_pack_layout_ok(q->rows, q->cols, q->group, p->bits[q->layer], p->extra[q->layer]);
         if (packs && *slot) {
             mq_model_release(m, *slot);
             *slot = NULL;
@@ -134,7 +134,9 @@ mq_status mq_model_apply_plan(mq_model *m, const mq_plan *p) {
         bool x = p->extra[q->layer];
         mq_pack_free(&s->packed[i]);
         m->layers[q->layer].packed[q->kind] = NULL;
-        if (st != MQ_OK || !kernels || !mq_pack_supported(r, x)) continue;
+        /* linears without a packed layout (a width or group the kernels do
+         * not take) are served from their dequantized fp32 weights above */
+        if (st != MQ_OK || !kernels || !mq_pack_layout_ok(q->rows, q->cols, q->group, r, x)) continue;
         st = mq_pack_build(q->q, q->scale, q->zero, q->rows, q->cols, q->group, r, x, &s->packed[i]);
         if (st == MQ_OK) m->layers[q->layer].packed[q->kind] = &s->packed[i];
     }
