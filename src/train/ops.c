@@ -16,6 +16,7 @@
 #include "train/ops.h"
 
 #include "core/threads.h"
+#include "train/vexp.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -183,12 +184,10 @@ void attention_fwd(float *out, float *att, const float *q, const float *k, const
                     row[j] = s;
                     if (s > mx) mx = s;
                 }
+                for (int j = 0; j < T; j++) row[j] = visible(a, i, j) ? row[j] - mx : -INFINITY;
+                mq_vexp(row, row, (size_t)T); /* masked entries: exp(-inf) = 0 */
                 float sum = 0.0f;
-                for (int j = 0; j < T; j++) {
-                    float e = visible(a, i, j) ? expf(row[j] - mx) : 0.0f;
-                    row[j] = e;
-                    sum += e;
-                }
+                for (int j = 0; j < T; j++) sum += row[j];
                 float inv = 1.0f / sum;
                 for (int j = 0; j < T; j++) row[j] *= inv;
             }
@@ -254,20 +253,39 @@ void attention_bwd(float *dq, float *dk, float *dv, float *scratch, const float 
 
 /* ============================================================ gated FFN */
 
+/* SiLU over blocks of SILU_BLOCK elements: exp(-gate) for a block by
+ * mq_vexp into a stack buffer, then the products. */
+#define SILU_BLOCK 512
+
 void swiglu_fwd(float *out, const float *gate, const float *up, size_t n) {
+    size_t nb = (n + SILU_BLOCK - 1) / SILU_BLOCK;
 #pragma omp parallel for if (n > 16384)
-    for (size_t i = 0; i < n; i++) {
-        float g = gate[i];
-        out[i] = g / (1.0f + expf(-g)) * up[i];
+    for (size_t b = 0; b < nb; b++) {
+        size_t i0 = b * SILU_BLOCK, m = n - i0 < SILU_BLOCK ? n - i0 : SILU_BLOCK;
+        float e[SILU_BLOCK];
+        for (size_t j = 0; j < m; j++) e[j] = -gate[i0 + j];
+        mq_vexp(e, e, m);
+        for (size_t j = 0; j < m; j++) {
+            float g = gate[i0 + j];
+            out[i0 + j] = g / (1.0f + e[j]) * up[i0 + j];
+        }
     }
 }
 
 void swiglu_bwd(float *dgate, float *dup, const float *dout, const float *gate, const float *up, size_t n) {
+    size_t nb = (n + SILU_BLOCK - 1) / SILU_BLOCK;
 #pragma omp parallel for if (n > 16384)
-    for (size_t i = 0; i < n; i++) {
-        float g = gate[i], sg = 1.0f / (1.0f + expf(-g));
-        dgate[i] += dout[i] * up[i] * sg * (1.0f + g * (1.0f - sg));
-        dup[i] += dout[i] * g * sg;
+    for (size_t b = 0; b < nb; b++) {
+        size_t i0 = b * SILU_BLOCK, m = n - i0 < SILU_BLOCK ? n - i0 : SILU_BLOCK;
+        float e[SILU_BLOCK];
+        for (size_t j = 0; j < m; j++) e[j] = -gate[i0 + j];
+        mq_vexp(e, e, m);
+        for (size_t j = 0; j < m; j++) {
+            size_t i = i0 + j;
+            float g = gate[i], sg = 1.0f / (1.0f + e[j]);
+            dgate[i] += dout[i] * up[i] * sg * (1.0f + g * (1.0f - sg));
+            dup[i] += dout[i] * g * sg;
+        }
     }
 }
 
@@ -298,6 +316,18 @@ void geglu_bwd(float *dgate, float *dup, const float *dout, const float *gate, c
 static inline float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
 
 static int group_of(const mq_fq_shape *s) { return s->group > 0 ? s->group : s->cols; }
+
+/* nearbyintf in the default rounding mode (ties to even), inline: for
+ * |x| < 2^22, adding and subtracting 1.5 * 2^23 leaves x rounded to an
+ * integer by the fp32 addition itself (the sum has ulp 1); larger |x| (and
+ * NaN) go to nearbyintf. Bit-identical to nearbyintf, including -0. */
+static inline float round_even(float x) {
+    if (fabsf(x) < 0x1p22f) {
+        float r = (x + 0x1.8p23f) - 0x1.8p23f;
+        return copysignf(r, x);
+    }
+    return nearbyintf(x);
+}
 
 /* The grid of group k: raw clipped bounds, widened bounds, step a, zero z,
  * whether z's clamp is inactive, and the extreme elements. */
@@ -359,7 +389,7 @@ void fakequant_fwd(float *wq, const float *w, const float *u, const float *l, co
                     wq[off + j] = 0.0f;
                     continue;
                 }
-                float q = nearbyintf(w[off + j] / g.a) + g.z;
+                float q = round_even(w[off + j] / g.a) + g.z;
                 if (q != q) { /* a NaN weight stays NaN (never (int)NaN, which is undefined) */
                     wq[off + j] = q;
                     continue;
@@ -390,7 +420,7 @@ void fakequant_bwd(float *dw, float *du, float *dl, const float *dwq, const floa
             float dA = 0.0f, dZ = 0.0f;
             for (int j = 0; j < G; j++) {
                 float gr = dwq[off + j], x = w[off + j];
-                float qp = nearbyintf(x / g.a) + g.z;
+                float qp = round_even(x / g.a) + g.z;
                 if (qp != qp) { /* NaN weight: the gradients become NaN too, so callers see it */
                     if (dw) dw[off + j] += qp;
                     dA += qp;

@@ -5,15 +5,21 @@
  *
  * Not here: anything inside the transformer blocks (ops.c).
  * Numerics: the log-sum-exp is max-shifted and summed in double; KL and
- * cross-entropy sums are double; p = exp(logp) is formed in fp32 only for
- * the gradient (p_s - p_t), whose terms are bounded by 1.
+ * cross-entropy sums are double; every exponential is an fp32 mq_vexp
+ * (train/vexp.h, within 1-2 ulp of expf) over chunks of a row, its result
+ * widened to double where it feeds a double sum.
  */
 #include "train/ops_lm.h"
+
+#include "train/vexp.h"
 
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
 #include <string.h>
+
+/* Elements of a row exponentiated at once (train/vexp.h) into a stack buffer. */
+#define CHUNK 512
 
 /* ------------------------------------------------------------ embedding */
 
@@ -90,10 +96,15 @@ void mq_log_softmax_fwd(float *logp, const float *logits, int N, int V) {
     for (int n = 0; n < N; n++) {
         const float *x = logits + (size_t)n * V;
         float *o = logp + (size_t)n * V;
-        float mx = -INFINITY;
+        float mx = -INFINITY, e[CHUNK];
         for (int v = 0; v < V; v++) mx = x[v] > mx ? x[v] : mx;
         double s = 0.0;
-        for (int v = 0; v < V; v++) s += exp((double)x[v] - (double)mx);
+        for (int v0 = 0; v0 < V; v0 += CHUNK) {
+            int m = V - v0 < CHUNK ? V - v0 : CHUNK;
+            for (int j = 0; j < m; j++) e[j] = x[v0 + j] - mx;
+            mq_vexp(e, e, (size_t)m);
+            for (int j = 0; j < m; j++) s += (double)e[j];
+        }
         double lse = (double)mx + log(s);
         for (int v = 0; v < V; v++) o[v] = (float)((double)x[v] - lse);
     }
@@ -107,9 +118,12 @@ double mq_kl_fwd(const float *logp_t, const float *logp_s, int N, int V) {
     for (int n = 0; n < N; n++) {
         const float *t = logp_t + (size_t)n * V, *s = logp_s + (size_t)n * V;
         double row = 0.0;
-        for (int v = 0; v < V; v++) {
-            double pt = exp((double)t[v]);
-            if (pt > 0.0) row += pt * ((double)t[v] - (double)s[v]);
+        float pt[CHUNK];
+        for (int v0 = 0; v0 < V; v0 += CHUNK) {
+            int m = V - v0 < CHUNK ? V - v0 : CHUNK;
+            mq_vexp(pt, t + v0, (size_t)m);
+            for (int j = 0; j < m; j++)
+                if (pt[j] > 0.0f) row += (double)pt[j] * ((double)t[v0 + j] - (double)s[v0 + j]);
         }
         total += row;
     }
@@ -122,8 +136,13 @@ void mq_kl_bwd(float *dlogits, const float *logp_t, const float *logp_s, int N, 
 #pragma omp parallel for if ((size_t)N * V > 65536)
     for (int n = 0; n < N; n++) {
         const float *t = logp_t + (size_t)n * V, *s = logp_s + (size_t)n * V;
-        float *d = dlogits + (size_t)n * V;
-        for (int v = 0; v < V; v++) d[v] += k * (expf(s[v]) - expf(t[v]));
+        float *d = dlogits + (size_t)n * V, ps[CHUNK], pt[CHUNK];
+        for (int v0 = 0; v0 < V; v0 += CHUNK) {
+            int m = V - v0 < CHUNK ? V - v0 : CHUNK;
+            mq_vexp(ps, s + v0, (size_t)m);
+            mq_vexp(pt, t + v0, (size_t)m);
+            for (int j = 0; j < m; j++) d[v0 + j] += k * (ps[j] - pt[j]);
+        }
     }
 }
 
@@ -155,22 +174,37 @@ void mq_xent_bwd(float *dlogits, const float *logp, const int32_t *targets, int 
     for (int n = 0; n < N; n++) {
         if (targets[n] < 0) continue;
         const float *s = logp + (size_t)n * V;
-        float *d = dlogits + (size_t)n * V;
-        for (int v = 0; v < V; v++) d[v] += k * expf(s[v]);
+        float *d = dlogits + (size_t)n * V, ps[CHUNK];
+        for (int v0 = 0; v0 < V; v0 += CHUNK) {
+            int m = V - v0 < CHUNK ? V - v0 : CHUNK;
+            mq_vexp(ps, s + v0, (size_t)m);
+            for (int j = 0; j < m; j++) d[v0 + j] += k * ps[j];
+        }
         d[targets[n]] -= k;
     }
 }
 
 /* ------------------------------------------------------ step utilities */
 
+/* Pieces of a gradient summed separately (fixed, not per thread, so the sum
+ * order and the result do not depend on the thread count). */
+#define NORM_PIECES 64
+
 double mq_grad_norm(const float *g, size_t n) {
-    /* fixed-order double sum in 4 lanes: deterministic whatever the thread count */
-    double a[4] = {0, 0, 0, 0};
-    size_t i = 0;
-    for (; i + 4 <= n; i += 4)
-        for (int k = 0; k < 4; k++) a[k] += (double)g[i + k] * (double)g[i + k];
-    for (; i < n; i++) a[0] += (double)g[i] * (double)g[i];
-    return sqrt((a[0] + a[1]) + (a[2] + a[3]));
+    /* each piece a fixed-order double sum in 4 lanes; the pieces added in order */
+    double part[NORM_PIECES];
+#pragma omp parallel for if (n > ((size_t)1 << 20))
+    for (int p = 0; p < NORM_PIECES; p++) {
+        size_t i = n / NORM_PIECES * (size_t)p, end = p + 1 < NORM_PIECES ? n / NORM_PIECES * (size_t)(p + 1) : n;
+        double a[4] = {0, 0, 0, 0};
+        for (; i + 4 <= end; i += 4)
+            for (int k = 0; k < 4; k++) a[k] += (double)g[i + k] * (double)g[i + k];
+        for (; i < end; i++) a[0] += (double)g[i] * (double)g[i];
+        part[p] = (a[0] + a[1]) + (a[2] + a[3]);
+    }
+    double s = 0.0;
+    for (int p = 0; p < NORM_PIECES; p++) s += part[p];
+    return sqrt(s);
 }
 
 float mq_clip_factor(double norm, float max_norm) {

@@ -57,7 +57,8 @@ double mq_xent_fwd(const float *logp, const int32_t *targets, int N, int V);
  * target >= 0. */
 void mq_xent_bwd(float *dlogits, const float *logp, const int32_t *targets, int N, int V, float scale);
 
-/* sqrt(sum g^2) over g[0..n), accumulated in double (fixed order). */
+/* sqrt(sum g^2) over g[0..n), accumulated in double in a fixed order that
+ * does not depend on the thread count (64 fixed pieces, OpenMP over them). */
 double mq_grad_norm(const float *g, size_t n);
 /* The factor that brings a gradient of norm `norm` to at most max_norm:
  * min(1, max_norm / norm); 1 when max_norm <= 0 (no clipping) or norm is 0. */

@@ -1,7 +1,8 @@
 /*
  * optim.c — AdamW over flat fp32 arrays (see optim.h). The update follows
  * torch.optim.AdamW's single-tensor path operation by operation (bias
- * corrections in double like Python floats, the rest in fp32).
+ * corrections in double like Python floats, the rest in fp32), element by
+ * element over OpenMP threads for large tensors.
  *
  * Not here: parameter layout, schedules.
  */
@@ -40,6 +41,8 @@ void mq_adamw_update(mq_adamw *o, size_t off, size_t n, float *p, const float *g
     float step = (float)(c->lr / bc1), bc2s = (float)sqrt(bc2);
     float decay = 1.0f - c->lr * c->weight_decay;
     float *m = o->m + off, *v = o->v + off;
+    /* element-wise: the same result whatever the thread count */
+#pragma omp parallel for if (n > 65536)
     for (size_t i = 0; i < n; i++) {
         if (c->weight_decay != 0) p[i] *= decay;
         m[i] = c->beta1 * m[i] + (1.0f - c->beta1) * g[i];

@@ -198,6 +198,39 @@ static float *bump(float **p, size_t n) {
 
 static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
 
+/* Elements per work item of the whole-buffer passes below. */
+#define PASS_CHUNK ((size_t)1 << 16)
+
+/* x[0..n) = 0 over the OpenMP threads (also the first touch of a fresh
+ * buffer, so no step pays its page faults). */
+static void zero_par(float *x, size_t n) {
+    size_t nc = (n + PASS_CHUNK - 1) / PASS_CHUNK;
+#pragma omp parallel for if (nc > 1)
+    for (size_t c = 0; c < nc; c++) {
+        size_t i0 = c * PASS_CHUNK, m = n - i0 < PASS_CHUNK ? n - i0 : PASS_CHUNK;
+        memset(x + i0, 0, m * sizeof(float));
+    }
+}
+
+/* mq_find_nonfinite over the OpenMP threads: the first non-finite index or -1. */
+static int64_t find_nonfinite_par(const float *x, size_t n) {
+    size_t nc = (n + PASS_CHUNK - 1) / PASS_CHUNK;
+    int64_t first = INT64_MAX;
+#pragma omp parallel for reduction(min : first) if (nc > 1)
+    for (size_t c = 0; c < nc; c++) {
+        size_t i0 = c * PASS_CHUNK, m = n - i0 < PASS_CHUNK ? n - i0 : PASS_CHUNK;
+        int64_t i = mq_find_nonfinite(x + i0, m);
+        if (i >= 0 && (int64_t)i0 + i < first) first = (int64_t)i0 + i;
+    }
+    return first == INT64_MAX ? -1 : first;
+}
+
+/* x[0..n) *= k over the OpenMP threads (element-wise: thread-count independent). */
+static void scale_par(float *x, size_t n, float k) {
+#pragma omp parallel for if (n > PASS_CHUNK)
+    for (size_t i = 0; i < n; i++) x[i] *= k;
+}
+
 /* Arena floats for the layout carved in carve(); measured with a NULL base. */
 static size_t carve(mq_qat *t, float *base) {
     float *p = base;
@@ -353,8 +386,11 @@ mq_status mq_qat_new(const mq_model *m, const mq_qat_opts *opts, mq_qat **out) {
     t->params = mq_aligned_alloc(off * sizeof(float));
     t->grads = mq_aligned_alloc(off * sizeof(float));
     mq_adamw_init(&t->adam, off);
-    memset(t->params, 0, off * sizeof(float));
-    memset(t->grads, 0, off * sizeof(float));
+    /* touch every page now (calloc'd moments would fault on their first write, in step 1) */
+    zero_par(t->params, off);
+    zero_par(t->grads, off);
+    zero_par(t->adam.m, off);
+    zero_par(t->adam.v, off);
     for (int i = 0; i < t->n_lin; i++) {
         qlin *q = &t->lin[i];
         size_t ng = (size_t)q->rows * q->G;
@@ -363,10 +399,12 @@ mq_status mq_qat_new(const mq_model *m, const mq_qat_opts *opts, mq_qat **out) {
     }
     t->wq = mq_aligned_alloc((t->n_wq + 16) * sizeof(float));
     t->dwq = mq_aligned_alloc((t->max_w + 16) * sizeof(float));
+    zero_par(t->wq, t->n_wq + 16);
+    zero_par(t->dwq, t->max_w + 16);
     t->a = mq_calloc((size_t)t->L, sizeof *t->a);
     size_t na = carve(t, NULL);
     t->arena = mq_aligned_alloc(na * sizeof(float));
-    memset(t->arena, 0, na * sizeof(float));
+    zero_par(t->arena, na);
     carve(t, t->arena);
     /* data: every micro-batch of every step, drawn once (a pure function of the seed) */
     int64_t per = (int64_t)t->N * opts->accum;
@@ -410,7 +448,7 @@ const char *mq_qat_tensor(const mq_qat *t, int i, size_t *off, size_t *size) {
     if (size) *size = t->td[i].size;
     return t->td[i].name_;
 }
-void mq_qat_zero_grads(mq_qat *t) { memset(t->grads, 0, t->n_params * sizeof(float)); }
+void mq_qat_zero_grads(mq_qat *t) { zero_par(t->grads, t->n_params); }
 int64_t mq_qat_step(const mq_qat *t) { return t->step; }
 int64_t mq_qat_total_steps(const mq_qat *t) { return t->total; }
 double mq_qat_last_loss(const mq_qat *t) { return t->last_loss; }
@@ -440,7 +478,7 @@ static mq_attn_cfg attn_cfg(const mq_qat *t, int l) {
 }
 
 static mq_status nonfinite(const float *x, size_t n, const char *what, int layer, int bits) {
-    int64_t i = mq_find_nonfinite(x, n);
+    int64_t i = find_nonfinite_par(x, n);
     if (i < 0) return MQ_OK;
     if (layer >= 0)
         return mq_fail(MQ_ERR_NUMERIC, "qat: non-finite value %g in %s of layer %d (slice %d, element %lld)",
@@ -491,9 +529,9 @@ static mq_status forward(mq_qat *t, const int32_t *tokens, bool student, float *
     return MQ_OK;
 }
 
-/* dinp += d/dinp of a linear (l, k) and its parameter gradients: through the
- * fake quantizer at `shape` into W, u, l (STE), or straight into W
- * (no_quant), or none (frozen). */
+/* dinp += d/dinp of a linear (l, k) (unless dinp is NULL: not needed) and
+ * its parameter gradients: through the fake quantizer at `shape` into W, u,
+ * l (STE), or straight into W (no_quant), or none (frozen). */
 static void linear_bwd(mq_qat *t, float *dinp, const float *dout, const float *inp, int l, mq_lin_kind k,
                        const mq_fq_shape *shape) {
     int i = t->lin_of[l * MQ_LIN_COUNT + k];
@@ -527,10 +565,17 @@ static void backward(mq_qat *t, const mq_fq_shape *shape) {
     mq_head_bwd(t->dxn, NULL, t->dlogits, t->xnf, m->lm_head, N, C, t->V);
     memset(t->dx, 0, NC * sizeof(float));
     rmsnorm_bwd(t->dx, NULL, t->dxn, t->xf, m->final_norm, t->rstdf, N, C, c->norm_plus_one);
-    for (int l = t->L - 1; l >= 0; l--) {
+    /* nothing is trained below the lowest scoped linear (the embeddings are
+     * frozen): the backward stops there, as autograd's would */
+    int lo = t->n_lin > 0 ? t->lin[0].layer : t->L;
+    bool lo_attn = false;
+    for (int k = 0; lo < t->L && k < MQ_LIN_COUNT; k++)
+        lo_attn |= t->lin_of[lo * MQ_LIN_COUNT + k] >= 0 && k != MQ_LIN_GATE && k != MQ_LIN_UP && k != MQ_LIN_DOWN;
+    for (int l = t->L - 1; l >= lo; l--) {
         const mq_layer *Lw = &m->layers[l];
         acts *a = &t->a[l];
         mq_attn_cfg ac = attn_cfg(t, l);
+        bool last_ffn = l == lo && !lo_attn, last = l == lo;
         /* feed-forward: next = xm + down(act(gate) * up); dx holds d next */
         memset(t->dh, 0, NF * sizeof(float));
         linear_bwd(t, t->dh, t->dx, a->h, l, MQ_LIN_DOWN, shape);
@@ -539,8 +584,9 @@ static void backward(mq_qat *t, const mq_fq_shape *shape) {
         if (c->act == MQ_ACT_SILU) swiglu_bwd(t->dgate, t->dup, t->dh, a->gate, a->up, NF);
         else geglu_bwd(t->dgate, t->dup, t->dh, a->gate, a->up, NF);
         memset(t->dxn, 0, NC * sizeof(float));
-        linear_bwd(t, t->dxn, t->dgate, a->xn2, l, MQ_LIN_GATE, shape);
-        linear_bwd(t, t->dxn, t->dup, a->xn2, l, MQ_LIN_UP, shape);
+        linear_bwd(t, last_ffn ? NULL : t->dxn, t->dgate, a->xn2, l, MQ_LIN_GATE, shape);
+        linear_bwd(t, last_ffn ? NULL : t->dxn, t->dup, a->xn2, l, MQ_LIN_UP, shape);
+        if (last_ffn) break;
         rmsnorm_bwd(t->dx, NULL, t->dxn, a->xm, Lw->ffn_norm, a->rstd2, N, C, c->norm_plus_one);
         /* attention: xm = x + o(attn(rope(q), rope(k), v)); dx holds d xm */
         memset(t->dao, 0, (size_t)N * QD * sizeof(float));
@@ -554,12 +600,12 @@ static void backward(mq_qat *t, const mq_fq_shape *shape) {
         rope_bwd(t->dqp, t->dq, m->inv_freq, t->B, t->T, c->n_heads, c->head_dim);
         rope_bwd(t->dkp, t->dk, m->inv_freq, t->B, t->T, c->n_kv_heads, c->head_dim);
         memset(t->dxn, 0, NC * sizeof(float));
-        linear_bwd(t, t->dxn, t->dqp, a->xn1, l, MQ_LIN_Q, shape);
-        linear_bwd(t, t->dxn, t->dkp, a->xn1, l, MQ_LIN_K, shape);
-        linear_bwd(t, t->dxn, t->dv, a->xn1, l, MQ_LIN_V, shape);
+        linear_bwd(t, last ? NULL : t->dxn, t->dqp, a->xn1, l, MQ_LIN_Q, shape);
+        linear_bwd(t, last ? NULL : t->dxn, t->dkp, a->xn1, l, MQ_LIN_K, shape);
+        linear_bwd(t, last ? NULL : t->dxn, t->dv, a->xn1, l, MQ_LIN_V, shape);
+        if (last) break;
         rmsnorm_bwd(t->dx, NULL, t->dxn, a->x, Lw->attn_norm, a->rstd1, N, C, c->norm_plus_one);
     }
-    /* dx now holds the gradient of the embeddings' output (frozen: dropped) */
 }
 
 static mq_fq_shape slice_shape(const mq_qat *t, int bits) {
@@ -583,7 +629,7 @@ mq_status mq_qat_loss(mq_qat *t, const int32_t *tokens, bool grads, float scale,
             return mq_fail(MQ_ERR_ARG, "qat: token id %d outside the vocabulary", tokens[i]);
     /* a non-finite latent weight would be hidden by the fake quantizer's clamps: check first */
     for (int i = 0; i < t->n_t; i++) {
-        int64_t bad = mq_find_nonfinite(t->params + t->td[i].off, t->td[i].size);
+        int64_t bad = find_nonfinite_par(t->params + t->td[i].off, t->td[i].size);
         if (bad >= 0)
             return mq_fail(MQ_ERR_NUMERIC, "qat: non-finite parameter in %s (layer %d, element %lld)",
                            t->td[i].name_, t->td[i].layer, (long long)bad);
@@ -629,7 +675,7 @@ mq_status mq_qat_loss(mq_qat *t, const int32_t *tokens, bool grads, float scale,
 mq_status mq_qat_apply(mq_qat *t, double *gnorm) {
     for (int i = 0; i < t->n_t; i++) {
         const tdesc *d = &t->td[i];
-        int64_t bad = mq_find_nonfinite(t->grads + d->off, d->size);
+        int64_t bad = find_nonfinite_par(t->grads + d->off, d->size);
         if (bad >= 0)
             return mq_fail(MQ_ERR_NUMERIC, "qat: non-finite gradient in %s (layer %d, element %lld) at step %lld",
                            d->name_, d->layer, (long long)bad, (long long)t->step);
@@ -639,8 +685,7 @@ mq_status mq_qat_apply(mq_qat *t, double *gnorm) {
     float k = mq_clip_factor(norm, t->o.clip_norm);
     float lr = mq_lr_at(t->step, t->o.warmup, t->total, t->o.lr, t->o.min_lr_frac);
     float lrc = mq_lr_at(t->step, t->o.warmup, t->total, t->o.lr_clip, t->o.min_lr_frac);
-    if (k != 1.0f)
-        for (size_t i = 0; i < t->n_params; i++) t->grads[i] *= k;
+    if (k != 1.0f) scale_par(t->grads, t->n_params, k);
     t->adam.t = t->step + 1;
     for (int i = 0; i < t->n_t; i++) {
         const tdesc *d = &t->td[i];
