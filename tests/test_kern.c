@@ -219,6 +219,45 @@ static void shared_case(int B, int group) {
     }
 }
 
+/* Prompt products at 2x with more tokens than one chunk of precomputed
+ * overflow terms (64 in kern_avx512.c) and a ragged last chunk: every
+ * variant's gemm against the scalar one. */
+static void long_batch_case(int group) {
+    const int rows = 9, cols = 1088, B = 70;
+    int ng = cols / group;
+    size_t n = (size_t)rows * cols;
+    uint8_t *q = mq_malloc(n), *zero = mq_malloc((size_t)rows * ng);
+    float *alpha = mq_malloc((size_t)rows * ng * sizeof(float));
+    for (size_t j = 0; j < n; j++) q[j] = (uint8_t)(rnd() & 255);
+    for (int j = 0; j < rows * ng; j++) {
+        alpha[j] = 0.001f + 0.01f * (float)(rnd() % 1000) / 1000.0f;
+        zero[j] = (uint8_t)(rnd() & 255);
+    }
+    mq_packed p;
+    CHECK(mq_pack_build(q, alpha, zero, rows, cols, group, 2, true, &p) == MQ_OK, "long batch: %s", mq_last_error());
+    float *x = mq_malloc((size_t)B * cols * sizeof(float));
+    for (size_t j = 0; j < (size_t)B * cols; j++) x[j] = frand();
+    mq_kact *a = mq_kact_new(B, cols);
+    mq_kact_quantize(a, x, B, cols);
+    mq_kact_group_sums(a, &p);
+    float *ys = mq_malloc((size_t)B * rows * sizeof(float)), *yv = mq_malloc((size_t)B * rows * sizeof(float));
+    mq_kern_scalar_ops.gemm(&p, 0, rows, a, ys, rows);
+    /* bound on the fp32 rounding: 1e-5 of sum |w| |xhat| with |w| <= 256 alpha + |bias| */
+    double mag = 0;
+    for (int t = 0; t < B; t++)
+        for (int j = 0; j < cols; j++) mag += fabs((double)a->xhat[(size_t)t * a->kp + j]);
+    mag = mag / B * 0.011 * 512;
+    for (int v = 0; v < n_variants; v++) {
+        variants[v]->gemm(&p, 0, rows, a, yv, rows);
+        char what[96];
+        snprintf(what, sizeof what, "%s gemm 2x B=%d group %d", variants[v]->name, B, group);
+        CHECK_CLOSE(what, yv, ys, (size_t)B * rows, 1e-5 * mag, 0);
+    }
+    mq_kact_free(a);
+    free(x); free(ys); free(yv); free(q); free(zero); free(alpha);
+    mq_pack_free(&p);
+}
+
 int main(void) {
     const char *names[] = {"avx2", "avx512"};
     for (int i = 0; i < 2; i++) {
@@ -254,6 +293,8 @@ int main(void) {
                 }
             }
         }
+    long_batch_case(1088);
+    long_batch_case(64);
     shared_case(1, 1088);
     shared_case(1, 64);
     shared_case(5, 1088);
