@@ -7,10 +7,11 @@ then for each width r in R a forward with every FFN weight fake-quantized at
 slice r of the int8 parent (LWC clipping, straight-through rounds), the loss
 lambda_r KL(p_teacher || p_r) and its backward into the FFN weights and LWC
 logits; then global-norm clipping and AdamW. matquant's side is
-`matquant quantize --method qat` (its own "trained N steps ... in S s" line,
-which excludes loading and writing); PyTorch's side is written here with
-autograd (eager mode, fp32), timed over the same number of steps after one
-warm-up step.
+`matquant quantize --method qat`, timed from its own per-step log lines
+over the steps after the first (so, like PyTorch's side, without loading,
+the warm-up step, the final training-state save and the checkpoint write);
+PyTorch's side is written here with autograd (eager mode, fp32), timed over
+the same number of steps after one warm-up step.
 
   python3 bench/qat_vs_torch.py [--model stories260K|smollm2] [--threads 2] [--steps 8] [--batch 8] [--seq-len 256]
 
@@ -189,7 +190,19 @@ def matquant_tokens_per_s(args, bits, tmp, text, model):
         sys.exit(f"matquant failed: {r.stderr}")
     m = re.search(r"trained (\d+) steps \((\d+) tokens per step\) in ([0-9.]+)s", r.stderr)
     subprocess.run(["rm", "-rf", out, out + ".qat-state"])
-    return int(m.group(1)) * int(m.group(2)) / float(m.group(3))
+    per_step = int(m.group(2))
+    # The step lines give tokens/s over the steps since the previous line; the
+    # first line is step 1 alone. Timed like PyTorch's side: the steps after
+    # the first (the warm-up), without loading, the final state save and the
+    # checkpoint write.
+    lines = [(int(a), float(b)) for a, b in re.findall(r"step (\d+)/\d+ loss .* ([0-9.]+) tok/s", r.stderr)]
+    tokens = seconds = 0.0
+    for (prev, _), (step, rate) in zip(lines, lines[1:]):
+        tokens += (step - prev) * per_step
+        seconds += (step - prev) * per_step / rate
+    if tokens == 0:  # a single step: the whole training line
+        return int(m.group(1)) * per_step / float(m.group(3))
+    return tokens / seconds
 
 
 def main():

@@ -431,6 +431,27 @@ static void test_fakequant_grad(int rows, int cols, int group, int N, int bits) 
     double su = 0;
     for (size_t i = 0; i < nk; i++) su += fabs(du[i]);
     CHECK(su > 0, "some gradient reaches the clipping logits");
+    /* the codes-once path (fakequant_codes + _slice_fwd/_bwd): forward
+     * bit-identical, backward equal up to fp32 summation order */
+    {
+        uint8_t *q = malloc(n);
+        mq_fq_group *g = malloc(nk * sizeof *g);
+        float *wq2 = malloc(n * 4), *dw2 = calloc(n, 4), *du2 = calloc(nk, 4), *dl2 = calloc(nk, 4);
+        fakequant_codes(q, g, w, u, l, &s);
+        fakequant_slice_fwd(wq2, q, g, &s);
+        CHECK(memcmp(wq2, wq, n * 4) == 0, "fakequant_slice_fwd bit-identical to fakequant_fwd (%dx%d g%d N%d r%d)",
+              rows, cols, group, N, bits);
+        fakequant_slice_bwd(dw2, du2, dl2, R, w, q, g, &s);
+        snprintf(nm, sizeof nm, "fakequant_slice_bwd dw = fakequant_bwd (%dx%d g%d N%d r%d)", rows, cols, group, N, bits);
+        CHECK_CLOSE(nm, dw2, dw, n, 1e-5, 1e-5);
+        snprintf(nm, sizeof nm, "fakequant_slice_bwd du = fakequant_bwd (%dx%d g%d N%d r%d)", rows, cols, group, N, bits);
+        CHECK_CLOSE(nm, du2, du, nk, 1e-5, 1e-5);
+        snprintf(nm, sizeof nm, "fakequant_slice_bwd dl = fakequant_bwd (%dx%d g%d N%d r%d)", rows, cols, group, N, bits);
+        CHECK_CLOSE(nm, dl2, dl, nk, 1e-5, 1e-5);
+        snprintf(nm, sizeof nm, "fakequant_slice_bwd dw (%dx%d g%d N%d r%d)", rows, cols, group, N, bits);
+        fd_check(nm, fq_loss, &c, c.w, n, dw2, 1e-7, 1e-3, 1e-3);
+        free(q); free(g); free(wq2); free(dw2); free(du2); free(dl2);
+    }
     free(c.w); free(c.u); free(c.l); free(c.R); free(c.out); free(c.offq); free(c.offs); free(c.offz);
     free(c.stq); free(c.sts); free(c.stz);
     free(w); free(u); free(l); free(R); free(wq); free(want); free(dw); free(du); free(dl);

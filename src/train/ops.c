@@ -157,8 +157,10 @@ void rope_bwd(float *dinp, const float *dout, const float *inv_freq, int B, int 
 
 /* ============================================================= attention */
 
-static bool visible(const mq_attn_cfg *a, int p, int j) {
-    return j <= p && (a->window <= 0 || j > p - a->window);
+/* The first key query p sees: keys j with visible_from(p) <= j <= p are
+ * visible (causal, and p - W < j with a sliding window W). */
+static int visible_from(const mq_attn_cfg *a, int p) {
+    return a->window > 0 && p - a->window + 1 > 0 ? p - a->window + 1 : 0;
 }
 
 void attention_fwd(float *out, float *att, const float *q, const float *k, const float *v, int B, int T,
@@ -176,20 +178,23 @@ void attention_fwd(float *out, float *att, const float *q, const float *k, const
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, D, a->scale, qh, (int)QD, kg, (int)KD,
                         0.0f, P, T);
             for (int i = 0; i < T; i++) {
+                /* the visible keys of query i are the range [j0, i]; the rest of the row is 0 */
                 float *row = P + (size_t)i * T, mx = -INFINITY;
-                for (int j = 0; j < T; j++) {
-                    if (!visible(a, i, j)) continue;
+                int j0 = visible_from(a, i), m = i + 1 - j0;
+                for (int j = j0; j <= i; j++) {
                     float s = row[j];
                     if (a->softcap > 0) s = tanhf(s / a->softcap) * a->softcap;
                     row[j] = s;
                     if (s > mx) mx = s;
                 }
-                for (int j = 0; j < T; j++) row[j] = visible(a, i, j) ? row[j] - mx : -INFINITY;
-                mq_vexp(row, row, (size_t)T); /* masked entries: exp(-inf) = 0 */
+                for (int j = j0; j <= i; j++) row[j] -= mx;
+                mq_vexp(row + j0, row + j0, (size_t)m);
                 float sum = 0.0f;
-                for (int j = 0; j < T; j++) sum += row[j];
+                for (int j = j0; j <= i; j++) sum += row[j];
                 float inv = 1.0f / sum;
-                for (int j = 0; j < T; j++) row[j] *= inv;
+                for (int j = 0; j < j0; j++) row[j] = 0.0f;
+                for (int j = j0; j <= i; j++) row[j] *= inv;
+                for (int j = i + 1; j < T; j++) row[j] = 0.0f;
             }
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, D, T, 1.0f, P, T, vg, (int)KD, 0.0f,
                         out + (size_t)b * T * QD + (size_t)h * D, (int)QD);
@@ -232,15 +237,18 @@ void attention_bwd(float *dq, float *dk, float *dv, float *scratch, const float 
                 for (int i = 0; i < T; i++) {
                     const float *p = P + (size_t)i * T;
                     float *ds = dS + (size_t)i * T, dot = 0.0f;
-                    for (int j = 0; j < T; j++) dot += p[j] * ds[j];
-                    for (int j = 0; j < T; j++) {
+                    int j0 = visible_from(a, i);
+                    for (int j = j0; j <= i; j++) dot += p[j] * ds[j]; /* p = 0 outside [j0, i] */
+                    for (int j = 0; j < j0; j++) ds[j] = 0.0f;
+                    for (int j = j0; j <= i; j++) {
                         float x = p[j] * (ds[j] - dot);
-                        if (a->softcap > 0 && visible(a, i, j)) {
+                        if (a->softcap > 0) {
                             float th = tanhf(S[(size_t)i * T + j] / a->softcap);
                             x *= 1.0f - th * th;
                         }
-                        ds[j] = visible(a, i, j) ? x : 0.0f;
+                        ds[j] = x;
                     }
+                    for (int j = i + 1; j < T; j++) ds[j] = 0.0f;
                 }
                 /* dQ += scale dS K;  dK += scale dS^T Q */
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, D, T, a->scale, dS, T, kg, (int)KD, 1.0f,
@@ -462,6 +470,104 @@ void fakequant_bwd(float *dw, float *du, float *dl, const float *dwq, const floa
             if (g.sl * g.mn < 0) {
                 if (dl) dl[ki] += dlo * g.mn * g.sl * (1.0f - g.sl);
                 if (dw) dw[off + g.imn] += dlo * g.sl;
+            }
+        }
+}
+
+void fakequant_codes(uint8_t *q, mq_fq_group *g, const float *w, const float *u, const float *l,
+                     const mq_fq_shape *s) {
+    int G = group_of(s), ng = s->cols / G, top = (1 << s->grid_bits) - 1;
+    MQ_ASSERT(s->cols % G == 0 && s->grid_bits >= 1 && s->grid_bits <= 8);
+#pragma omp parallel for if ((size_t)s->rows * s->cols > 32768)
+    for (int r = 0; r < s->rows; r++)
+        for (int k = 0; k < ng; k++) {
+            size_t ki = (size_t)r * ng + k, off = (size_t)r * s->cols + (size_t)k * G;
+            fq_grid f;
+            fq_grid_of(&f, w + off, G, u[ki], l[ki], top);
+            g[ki] = (mq_fq_group){.a = f.a, .z = f.z, .lo = f.lo, .su = f.su, .sl = f.sl, .mx = f.mx, .mn = f.mn,
+                                  .imx = f.imx, .imn = f.imn, .pass_z = f.pass_z};
+            if (f.a == 0) {
+                memset(q + off, 0, (size_t)G);
+                continue;
+            }
+            for (int j = 0; j < G; j++) {
+                float c = round_even(w[off + j] / f.a) + f.z;
+                c = c < 0 ? 0.0f : c > (float)top ? (float)top : c; /* NaN fails both tests: code below */
+                q[off + j] = c == c ? (uint8_t)c : 0;
+            }
+        }
+}
+
+void fakequant_slice_fwd(float *wq, const uint8_t *q, const mq_fq_group *g, const mq_fq_shape *s) {
+    int G = group_of(s), ng = s->cols / G, N = s->grid_bits;
+    int d = N - s->bits, rtop = (1 << s->bits) - 1, half = d > 0 ? 1 << (d - 1) : 0;
+    MQ_ASSERT(s->cols % G == 0 && s->bits >= 1 && s->bits <= N && N <= 8);
+#pragma omp parallel for if ((size_t)s->rows * s->cols > 32768)
+    for (int r = 0; r < s->rows; r++)
+        for (int k = 0; k < ng; k++) {
+            size_t ki = (size_t)r * ng + k, off = (size_t)r * s->cols + (size_t)k * G;
+            float a = g[ki].a, z = g[ki].z;
+            const uint8_t *qk = q + off;
+            float *o = wq + off;
+            if (a == 0) { /* as fakequant_fwd: +0 */
+                for (int j = 0; j < G; j++) o[j] = 0.0f;
+            } else if (d == 0) {
+                for (int j = 0; j < G; j++) o[j] = a * ((float)qk[j] - z);
+            } else {
+                for (int j = 0; j < G; j++) {
+                    int t = (qk[j] + half) >> d;
+                    o[j] = a * ((float)((t < rtop ? t : rtop) << d) - z);
+                }
+            }
+        }
+}
+
+void fakequant_slice_bwd(float *dw, float *du, float *dl, const float *dwq, const float *w, const uint8_t *q,
+                         const mq_fq_group *g, const mq_fq_shape *s) {
+    int G = group_of(s), ng = s->cols / G, N = s->grid_bits, top = (1 << N) - 1;
+    int d = N - s->bits, rtop = (1 << s->bits) - 1, half = d > 0 ? 1 << (d - 1) : 0;
+    MQ_ASSERT(s->cols % G == 0 && s->bits >= 1 && s->bits <= N && N <= 8);
+#pragma omp parallel for if ((size_t)s->rows * s->cols > 32768)
+    for (int r = 0; r < s->rows; r++)
+        for (int k = 0; k < ng; k++) {
+            size_t ki = (size_t)r * ng + k, off = (size_t)r * s->cols + (size_t)k * G;
+            const mq_fq_group *f = &g[ki];
+            if (f->a == 0) continue; /* wq = 0 identically */
+            /* wq = a (s - z): dA = sum gr (s - z) - sum_pass gr w / a, dZ = -a sum_blocked gr
+             * (a passing element's dq/dz = 1 cancels its -a; see fakequant_bwd) */
+            float sd = 0.0f, sw = 0.0f, sb = 0.0f;
+            for (int j = 0; j < G; j++) {
+                float gr = dwq[off + j];
+                int qc = q[off + j], qs = qc;
+                bool pass = qc > 0 && qc < top;
+                if (d > 0) {
+                    int t = (qc + half) >> d;
+                    pass = pass && t < rtop;
+                    qs = (t < rtop ? t : rtop) << d;
+                }
+                sd += gr * ((float)qs - f->z);
+                if (pass) {
+                    if (dw) dw[off + j] += gr;
+                    sw += gr * w[off + j];
+                } else {
+                    sb += gr;
+                }
+            }
+            float dA = sd - sw / f->a, dZ = -f->a * sb;
+            float dhi = 0.0f, dlo = 0.0f;
+            if (f->pass_z) { /* z = clamp(round(-lo / a)) */
+                dlo -= dZ / f->a;
+                dA += dZ * f->lo / (f->a * f->a);
+            }
+            dhi += dA / (float)top; /* a = (hi - lo) / top */
+            dlo -= dA / (float)top;
+            if (f->su * f->mx > 0) { /* hi = max(sigmoid(u) mx, 0), lo = min(sigmoid(l) mn, 0) */
+                if (du) du[ki] += dhi * f->mx * f->su * (1.0f - f->su);
+                if (dw) dw[off + f->imx] += dhi * f->su;
+            }
+            if (f->sl * f->mn < 0) {
+                if (dl) dl[ki] += dlo * f->mn * f->sl * (1.0f - f->sl);
+                if (dw) dw[off + f->imn] += dlo * f->sl;
             }
         }
 }

@@ -151,6 +151,32 @@ void fakequant_fwd(float *wq, const float *w, const float *u, const float *l, co
  * dw (rows, cols), du, dl (rows, G) += gradients; any may be NULL. */
 void fakequant_bwd(float *dw, float *du, float *dl, const float *dwq, const float *w, const float *u,
                    const float *l, const mq_fq_shape *s);
+/* The grid of one group as fakequant_codes leaves it for the slices. */
+typedef struct {
+    float a, z;         /* step and zero code (a = 0: the group dequantizes to 0) */
+    float lo, su, sl;   /* widened lower bound lo', sigmoid(u), sigmoid(l) */
+    float mx, mn;       /* max(w_k), min(w_k) */
+    int imx, imn;       /* their first positions in the group */
+    bool pass_z;        /* z's clamp inactive (gradient passes) */
+} mq_fq_group;
+
+/* The slice-independent half of fakequant_fwd, for training several slices
+ * of one weight per step: q (rows, cols) the clamped N-bit codes
+ * clamp(round(w / a) + z, 0, 2^N - 1) and g (rows, G) the grids. w must be
+ * finite (the caller checks; a NaN weight gives code 0 here, not NaN).
+ * s->bits is not used. */
+void fakequant_codes(uint8_t *q, mq_fq_group *g, const float *w, const float *u, const float *l,
+                     const mq_fq_shape *s);
+/* wq (rows, cols) at slice s->bits from fakequant_codes' q and g:
+ * bit-identical to fakequant_fwd(wq, w, u, l, s). */
+void fakequant_slice_fwd(float *wq, const uint8_t *q, const mq_fq_group *g, const mq_fq_shape *s);
+/* fakequant_bwd from the codes: the same straight-through gradients into
+ * dw (rows, cols), du, dl (rows, G) (any may be NULL), with the per-element
+ * 1/a factor taken out of the group sums (so equal to fakequant_bwd up to
+ * fp32 summation order, not bit-identical). */
+void fakequant_slice_bwd(float *dw, float *du, float *dl, const float *dwq, const float *w, const uint8_t *q,
+                         const mq_fq_group *g, const mq_fq_shape *s);
+
 /* The clipped ranges the logits stand for: lo[k] = lo', hi[k] = hi' (rows, G),
  * as mq_ref_quantize_clip and mq_ref_grid_bits take them. */
 void fakequant_ranges(float *lo, float *hi, const float *w, const float *u, const float *l, const mq_fq_shape *s);

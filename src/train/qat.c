@@ -10,6 +10,8 @@
  *   params  [ W_latent | lwc_upper | lwc_lower ] per scoped linear, in layer order
  *   grads, AdamW moments m, v (train/optim.h): the same layout
  *   wq      the scoped weights fake-quantized at the current slice
+ *   codes, groups  their N-bit codes and grids, computed once per loss
+ *           (fakequant_codes) and sliced for each width (fakequant_slice_*)
  *   arena   per layer: x, xn1, rstd1, q, k, v, att, ao, xm, xn2, rstd2, gate, up, h;
  *           then xf, xnf, rstdf, logits, logp; backward scratch; teacher and
  *           co-distillation source log-probabilities.
@@ -49,7 +51,8 @@ typedef struct {
     int rows, cols, G;      /* G groups per row */
     const float *src;       /* (rows, cols) teacher weight (the model's) */
     size_t w_off, u_off, l_off; /* params slab offsets: W (rows*cols), u, l (rows*G) */
-    size_t wq_off;          /* offset in t->wq */
+    size_t wq_off;          /* offset in t->wq and t->codes */
+    size_t g_off;           /* offset in t->groups (rows*G) */
 } qlin;
 
 typedef struct {
@@ -84,8 +87,10 @@ struct mq_qat {
     int n_t;
     tdesc *td;
     char *names;
-    size_t n_params, n_wq, max_w;
+    size_t n_params, n_wq, max_w, n_groups;
     float *params, *grads, *wq, *dwq;
+    uint8_t *codes;         /* (n_wq) N-bit codes of the latent weights at this step (fakequant_codes) */
+    mq_fq_group *groups;    /* (n_groups) their grids */
     mq_adamw adam;          /* the moments slab (train/optim.h), same layout as params */
     float *arena;
     acts *a;                /* (L) */
@@ -379,6 +384,8 @@ mq_status mq_qat_new(const mq_model *m, const mq_qat_opts *opts, mq_qat **out) {
             off += round16(ng);
             q->wq_off = t->n_wq;
             t->n_wq += round16(nw);
+            q->g_off = t->n_groups;
+            t->n_groups += ng;
             if (nw > t->max_w) t->max_w = nw;
             t->lin_of[l * MQ_LIN_COUNT + k] = t->n_lin++;
         }
@@ -400,6 +407,9 @@ mq_status mq_qat_new(const mq_model *m, const mq_qat_opts *opts, mq_qat **out) {
     t->wq = mq_aligned_alloc((t->n_wq + 16) * sizeof(float));
     t->dwq = mq_aligned_alloc((t->max_w + 16) * sizeof(float));
     zero_par(t->wq, t->n_wq + 16);
+    t->codes = mq_aligned_alloc(t->n_wq + 64);
+    memset(t->codes, 0, t->n_wq + 64);
+    t->groups = mq_calloc(t->n_groups ? t->n_groups : 1, sizeof *t->groups);
     zero_par(t->dwq, t->max_w + 16);
     t->a = mq_calloc((size_t)t->L, sizeof *t->a);
     size_t na = carve(t, NULL);
@@ -429,7 +439,7 @@ mq_status mq_qat_new(const mq_model *m, const mq_qat_opts *opts, mq_qat **out) {
 void mq_qat_free(mq_qat *t) {
     if (!t) return;
     free(t->lin); free(t->lin_of); free(t->td); free(t->names);
-    free(t->params); free(t->grads); free(t->wq); free(t->dwq);
+    free(t->params); free(t->grads); free(t->wq); free(t->dwq); free(t->codes); free(t->groups);
     mq_adamw_free(&t->adam);
     free(t->arena); free(t->a);
     mq_calib_free(&t->data);
@@ -551,8 +561,8 @@ static void linear_bwd(mq_qat *t, float *dinp, const float *dout, const float *i
     matmul_bwd(dinp, t->dwq, NULL, dout, inp, w, t->N, K, O);
     mq_fq_shape s = *shape;
     s.rows = q->rows, s.cols = q->cols;
-    fakequant_bwd(t->grads + q->w_off, t->grads + q->u_off, t->grads + q->l_off, t->dwq, t->params + q->w_off,
-                  t->params + q->u_off, t->params + q->l_off, &s);
+    fakequant_slice_bwd(t->grads + q->w_off, t->grads + q->u_off, t->grads + q->l_off, t->dwq, t->params + q->w_off,
+                        t->codes + q->wq_off, t->groups + q->g_off, &s);
 }
 
 /* Backward from t->dlogits through the student pass just run. */
@@ -612,12 +622,25 @@ static mq_fq_shape slice_shape(const mq_qat *t, int bits) {
     return (mq_fq_shape){.group = t->o.group, .grid_bits = t->grid, .bits = bits};
 }
 
+/* The N-bit codes and grids of every scoped weight, once per loss: the
+ * latent weights do not change between the slices. */
+static void fake_codes_all(mq_qat *t) {
+    for (int i = 0; i < t->n_lin; i++) {
+        const qlin *q = &t->lin[i];
+        mq_fq_shape s = slice_shape(t, t->grid);
+        s.rows = q->rows, s.cols = q->cols;
+        fakequant_codes(t->codes + q->wq_off, t->groups + q->g_off, t->params + q->w_off, t->params + q->u_off,
+                        t->params + q->l_off, &s);
+    }
+}
+
+/* Every scoped weight at slice `bits` from the codes (= fakequant_fwd). */
 static void fake_quantize_all(mq_qat *t, int bits) {
     for (int i = 0; i < t->n_lin; i++) {
         const qlin *q = &t->lin[i];
         mq_fq_shape s = slice_shape(t, bits);
         s.rows = q->rows, s.cols = q->cols;
-        fakequant_fwd(t->wq + q->wq_off, t->params + q->w_off, t->params + q->u_off, t->params + q->l_off, &s);
+        fakequant_slice_fwd(t->wq + q->wq_off, t->codes + q->wq_off, t->groups + q->g_off, &s);
     }
 }
 
@@ -636,6 +659,7 @@ mq_status mq_qat_loss(mq_qat *t, const int32_t *tokens, bool grads, float scale,
     }
     mq_status st = forward(t, tokens, false, t->logp_t, 0);
     if (st) return st;
+    if (!o->no_quant) fake_codes_all(t);
     double total = 0;
     for (int j = 0; j < o->n_train; j++) {
         int k = t->order[j], bits = o->train_bits[k];
@@ -857,7 +881,7 @@ mq_status mq_qat_train(mq_qat *t, bool *done) {
                 n += (size_t)snprintf(sl + n, n < sizeof sl ? sizeof sl - n : 0, "%skl%d %.5f", k ? ", " : "",
                                       o->train_bits[k], slice[k]);
             double now = mq_now_ms();
-            say(t, "step %lld/%lld loss %.6f (%s) lr %.3g gnorm %.3g, %.0f tok/s", (long long)t->step,
+            say(t, "step %lld/%lld loss %.6f (%s) lr %.3g gnorm %.3g, %.1f tok/s", (long long)t->step,
                 (long long)t->total, loss, sl, lr, gn, tok_window / ((now - tw) / 1e3));
             tw = now;
             tok_window = 0;
