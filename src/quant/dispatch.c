@@ -207,22 +207,56 @@ bool mq_kern_float_forced(void) {
 
 /* ------------------------------------------------------------ product */
 
+#ifndef GV_TAIL
+#define GV_TAIL 8 /* decode: the last 1/GV_TAIL of each matrix's rows is shared out dynamically */
+#endif
+#define GV_CHUNK 32 /* rows per dynamic work item */
+
+/* Rows of the n matrices p[] (one quantized input a) on the OpenMP threads.
+ * Each thread takes a static slice of whole 16-row blocks of every matrix
+ * (one contiguous weight stream, which the kernels prefetch). Decode
+ * (B = 1): only the first rows are sliced statically; the last
+ * 1/GV_TAIL of each matrix is cut into items of GV_CHUNK rows taken from a
+ * shared counter by whichever thread finishes first, so a thread slowed by
+ * another job or an interrupt does not leave the other spinning at the
+ * barrier. */
+static void run_rows(const mq_kern_ops *k, int n, const mq_packed *const *p, const mq_kact *a, int B,
+                     float *const *y, int T) {
+    int head[4], items[5] = {0};
+    for (int i = 0; i < n; i++) {
+        int R = p[i]->rows;
+        int tail = B == 1 && T > 1 ? R / GV_TAIL / GV_CHUNK * GV_CHUNK : 0;
+        head[i] = R - tail;
+        items[i + 1] = items[i] + tail / GV_CHUNK;
+    }
+    int next = 0;
+#pragma omp parallel num_threads(T)
+    {
+        int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        for (int i = 0; i < n; i++) {
+            int o0, o1;
+            mq_thread_slice(head[i], 16, t, nt, &o0, &o1);
+            if (o1 > o0) {
+                if (B == 1) k->gemv(p[i], o0, o1, a, y[i]);
+                else k->gemm(p[i], o0, o1, a, y[i], p[i]->rows);
+            }
+        }
+        int i = 0;
+        for (int it; (it = __atomic_fetch_add(&next, 1, __ATOMIC_RELAXED)) < items[n];) {
+            while (it >= items[i + 1]) i++;
+            int o0 = head[i] + (it - items[i]) * GV_CHUNK;
+            k->gemv(p[i], o0, o0 + GV_CHUNK, a, y[i]);
+        }
+    }
+}
+
 void mq_kern_matmul(const mq_packed *p, const float *x, int B, float *y, mq_kact *a) {
     const mq_kern_ops *k = mq_kern_active();
     mq_kact_quantize(a, x, B, p->cols);
     mq_kact_group_sums(a, p);
     int O = p->rows, T = omp_get_max_threads();
     if ((size_t)O * p->cols < ((size_t)1 << 15) || O < 32) T = 1;
-#pragma omp parallel num_threads(T)
-    {
-        int t = omp_get_thread_num(), nt = omp_get_num_threads();
-        int o0, o1;
-        mq_thread_slice(O, 16, t, nt, &o0, &o1);
-        if (o1 > o0) {
-            if (B == 1) k->gemv(p, o0, o1, a, y);
-            else k->gemm(p, o0, o1, a, y, O);
-        }
-    }
+    run_rows(k, 1, &p, a, B, &y, T);
 }
 
 bool mq_kern_can_share(int n, const mq_packed *const *p) {
@@ -246,16 +280,5 @@ void mq_kern_matmul_shared(int n, const mq_packed *const *p, const float *x, int
     for (int i = 0; i < n; i++) work += (size_t)p[i]->rows * (size_t)p[i]->cols;
     int T = omp_get_max_threads();
     if (work < ((size_t)1 << 15)) T = 1;
-#pragma omp parallel num_threads(T)
-    {
-        int t = omp_get_thread_num(), nt = omp_get_num_threads();
-        for (int i = 0; i < n; i++) {
-            int o0, o1;
-            mq_thread_slice(p[i]->rows, 16, t, nt, &o0, &o1);
-            if (o1 > o0) {
-                if (B == 1) k->gemv(p[i], o0, o1, a, y[i]);
-                else k->gemm(p[i], o0, o1, a, y[i], p[i]->rows);
-            }
-        }
-    }
+    run_rows(k, n, p, a, B, y, T);
 }
