@@ -174,8 +174,10 @@ static void one_case(int rows, int cols, int group, int r, bool extra) {
  * gives (q/k/v-like shapes of one input, mixed widths, one with an overflow
  * list), for decode (B = 1) and a prompt batch; mismatched inputs are
  * refused by mq_kern_can_share. */
-static void shared_case(int B, int group) {
-    const int cols = 1088, rows[3] = {64, 16, 48}, bits[3] = {4, 2, 8};
+static void shared_case(int B, int group, bool tall) {
+    /* tall: rows enough for the dynamic decode tail of dispatch.c (>= 256) */
+    const int cols = 1088, bits[3] = {4, 2, 8};
+    const int rows[3] = {tall ? 600 : 64, tall ? 264 : 16, tall ? 333 : 48};
     const bool extra[3] = {false, true, false};
     int ng = cols / group;
     mq_packed P[3];
@@ -207,6 +209,20 @@ static void shared_case(int B, int group) {
     int bad = 0;
     for (int i = 0; i < 3; i++) bad += memcmp(want[i], got[i], (size_t)B * rows[i] * sizeof(float)) != 0;
     CHECK(bad == 0, "shared product (B=%d, group %d): %d of 3 outputs differ from separate products", B, group, bad);
+    /* and every row is computed: against the single-threaded scalar kernel */
+    for (int i = 0; i < 3; i++) {
+        mq_kact_quantize(a, x, B, cols);
+        mq_kact_group_sums(a, &P[i]);
+        double mag = 0;
+        for (int j = 0; j < B * a->kp; j++) mag += fabs((double)a->d[j / 32] * a->q[j]);
+        mag = mag / B * 0.011 * 512;
+        float *ref = mq_malloc((size_t)B * rows[i] * sizeof(float));
+        mq_kern_scalar_ops.gemm(&P[i], 0, rows[i], a, ref, rows[i]);
+        char what[96];
+        snprintf(what, sizeof what, "shared product %d of 3 (B=%d, group %d) vs scalar", i, B, group);
+        CHECK_CLOSE(what, got[i], ref, (size_t)B * rows[i], 1e-5 * mag, 0);
+        free(ref);
+    }
     mq_packed other = P[1];
     other.cols = 1024;
     const mq_packed *mix[2] = {&P[0], &other};
@@ -295,9 +311,11 @@ int main(void) {
         }
     long_batch_case(1088);
     long_batch_case(64);
-    shared_case(1, 1088);
-    shared_case(1, 64);
-    shared_case(5, 1088);
+    shared_case(1, 1088, false);
+    shared_case(1, 64, false);
+    shared_case(5, 1088, false);
+    shared_case(1, 1088, true);
+    shared_case(3, 64, true);
     /* unsupported widths and bad shapes */
     uint8_t q[64] = {0}, z[2] = {0};
     float al[2] = {1, 1};
