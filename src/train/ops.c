@@ -122,14 +122,14 @@ static void rope_rotate(float *y, const float *x, const float *inv_freq, int B, 
                         float dir, bool accumulate) {
     int half = D / 2;
     size_t HD = (size_t)n_heads * D;
-#pragma omp parallel for collapse(2) if ((size_t)B * T * HD > 65536)
-    for (int b = 0; b < B; b++)
-        for (int t = 0; t < T; t++) {
-            float p = (float)t;
-            size_t row = ((size_t)b * T + t) * HD;
-            for (int i = 0; i < half; i++) {
-                float ang = p * inv_freq[i];
-                float cs = cosf(ang), sn = dir * sinf(ang);
+    /* positions outside, sequences inside: one cos/sin per (position, pair) for all B rows */
+#pragma omp parallel for if ((size_t)B * T * HD > 65536)
+    for (int t = 0; t < T; t++)
+        for (int i = 0; i < half; i++) {
+            float ang = (float)t * inv_freq[i];
+            float cs = cosf(ang), sn = dir * sinf(ang);
+            for (int b = 0; b < B; b++) {
+                size_t row = ((size_t)b * T + t) * HD;
                 for (int h = 0; h < n_heads; h++) {
                     const float *xh = x + row + (size_t)h * D;
                     float *yh = y + row + (size_t)h * D;
