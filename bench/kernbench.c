@@ -20,12 +20,22 @@
  * does not depend on the values. Each figure is the best of --reps
  * measurements.
  *
+ * --stream T: instead, the decode product as served, from memory: the 154
+ * linears of 22 TinyLlama-1.1B layers (q, k, v, o, gate, up, down; ~1 GB
+ * at int8, far beyond the caches) packed at each width and multiplied in
+ * turn by one token with mq_kern_matmul on T threads (activation
+ * quantization included), best of --reps passes: GB/s of packed weights
+ * streamed and weights/s. Wall-clock, so only meaningful on a quiet
+ * machine; compare with build/membw of the same moment.
+ *
  * Usage: build/kernbench [--kern avx512|avx2|scalar] [--reps N] [--batch B]
  *                        [--only gemv|gemm] [--widths 8,4,2x] [--json]
+ *        build/kernbench --stream T [--widths 8,4,2] [--reps N]
  */
 #include "quant/kern.h"
 
 #include <linux/perf_event.h>
+#include <omp.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -190,14 +200,74 @@ static void one_shape(const opts *o, int rows, int cols, int r, bool extra, int 
     mq_pack_free(&p);
 }
 
+/* --stream: see the header. */
+static int stream_bench(int T, const char *widths, int reps) {
+    const int shapes[7][2] = {{2048, 2048}, {256, 2048}, {256, 2048}, {2048, 2048},
+                              {5632, 2048}, {5632, 2048}, {2048, 5632}};
+    const int nl = 22, nm = 7 * nl;
+    size_t big = (size_t)5632 * 2048;
+    uint8_t *q = mq_malloc(big), *zero = mq_malloc(5632);
+    float *alpha = mq_malloc(5632 * sizeof(float));
+    for (size_t i = 0; i < big; i++) q[i] = code();
+    for (int i = 0; i < 5632; i++) {
+        alpha[i] = 0.001f + 1e-5f * (float)(rnd() % 1000);
+        zero[i] = (uint8_t)(rnd() & 255);
+    }
+    mq_kact *a = mq_kact_new(1, 5632);
+    float *x = mq_malloc(5632 * sizeof(float)), *y = mq_malloc(5632 * sizeof(float));
+    for (int i = 0; i < 5632; i++) x[i] = (float)((double)rnd() / 2147483648.0 - 1.0);
+    omp_set_num_threads(T);
+    printf("# kernbench --stream: 154 linears of 22 TinyLlama-1.1B layers, one token, %d thread(s), kernels %s, "
+           "best of %d passes (wall clock)\n# %-4s %10s %10s %10s %12s\n", T, mq_kern_active()->name, reps, "w",
+           "MB", "ms", "GB/s", "Gweights/s");
+    char list[64];
+    snprintf(list, sizeof list, "%s", widths);
+    for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ",")) {
+        int r = atoi(tok);
+        bool extra = strchr(tok, 'x') != NULL;
+        if (!mq_pack_supported(r, extra)) { fprintf(stderr, "kernbench: width %s has no layout\n", tok); return 2; }
+        mq_packed *P = mq_calloc((size_t)nm, sizeof *P);
+        size_t bytes = 0;
+        double weights = 0;
+        for (int i = 0; i < nm; i++) {
+            int R = shapes[i % 7][0], C = shapes[i % 7][1];
+            if (mq_pack_build(q, alpha, zero, R, C, C, r, extra, &P[i]) != MQ_OK) {
+                fprintf(stderr, "kernbench: %s\n", mq_last_error());
+                return 1;
+            }
+            bytes += mq_pack_bytes(&P[i]);
+            weights += (double)R * C;
+        }
+        double best = 1e30;
+        for (int rep = 0; rep < reps + 1; rep++) { /* the first pass is a warm-up */
+            struct timespec t0, t1;
+            clock_gettime(CLOCK_MONOTONIC, &t0);
+            for (int i = 0; i < nm; i++) mq_kern_matmul(&P[i], x, 1, y, a);
+            clock_gettime(CLOCK_MONOTONIC, &t1);
+            double dt = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+            if (rep > 0 && dt < best) best = dt;
+        }
+        printf("%-6s %10.1f %10.2f %10.2f %12.1f\n", tok, (double)bytes / 1e6, best * 1e3, (double)bytes / best / 1e9,
+               weights / best / 1e9);
+        fflush(stdout);
+        for (int i = 0; i < nm; i++) mq_pack_free(&P[i]);
+        free(P);
+    }
+    mq_kact_free(a);
+    free(q); free(zero); free(alpha); free(x); free(y);
+    return 0;
+}
+
 static void usage(void) {
     fprintf(stderr, "usage: kernbench [--kern avx512|avx2|scalar] [--reps N (3)] [--batch B (128)]\n"
-                    "                 [--only gemv|gemm] [--widths LIST (8,6,4,3,2,2x)] [--json]\n");
+                    "                 [--only gemv|gemm] [--widths LIST (8,6,4,3,2,2x)] [--json]\n"
+                    "       kernbench --stream THREADS [--widths LIST] [--reps N]   (decode from memory, 1.1B shape)\n");
 }
 
 int main(int argc, char **argv) {
     opts o = {mq_kern_active(), 3, 128, true, true, false};
     const char *widths = "8,6,4,3,2,2x";
+    int stream = 0;
     for (int i = 1; i < argc; i++) {
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(argv[i], "--kern") && v) {
@@ -213,10 +283,12 @@ int main(int argc, char **argv) {
             i++;
         } else if (!strcmp(argv[i], "--widths") && v) { widths = v; i++; }
         else if (!strcmp(argv[i], "--json")) o.json = true;
+        else if (!strcmp(argv[i], "--stream") && v) { stream = atoi(v); i++; if (stream < 1) { usage(); return 2; } }
         else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { usage(); return 0; }
         else { usage(); return 2; }
     }
     if (o.reps < 1 || o.batch < 1 || o.batch > 4096) { usage(); return 2; }
+    if (stream) return stream_bench(stream, widths, o.reps);
     bool perf = counter_open();
     double peak = vnni_peak_cpw();
     if (!o.json)
