@@ -200,6 +200,24 @@ static void one_shape(const opts *o, int rows, int cols, int r, bool extra, int 
     mq_pack_free(&p);
 }
 
+/* The widths of a comma list ("8,4,2x") into r[] / extra[] (at most 16);
+ * the count, or -1 (with a message) for a width without a packed layout. */
+static int parse_widths(const char *widths, int *r, bool *extra) {
+    char list[64];
+    snprintf(list, sizeof list, "%s", widths);
+    int n = 0;
+    for (char *tok = strtok(list, ","); tok && n < 16; tok = strtok(NULL, ",")) {
+        r[n] = atoi(tok);
+        extra[n] = strchr(tok, 'x') != NULL;
+        if (!mq_pack_supported(r[n], extra[n])) {
+            fprintf(stderr, "kernbench: width %s has no layout\n", tok);
+            return -1;
+        }
+        n++;
+    }
+    return n;
+}
+
 /* --stream: see the header. */
 static int stream_bench(int T, const char *widths, int reps) {
     const int shapes[7][2] = {{2048, 2048}, {256, 2048}, {256, 2048}, {2048, 2048},
@@ -220,12 +238,14 @@ static int stream_bench(int T, const char *widths, int reps) {
     printf("# kernbench --stream: 154 linears of 22 TinyLlama-1.1B layers, one token, %d thread(s), kernels %s, "
            "best of %d passes (wall clock)\n# %-4s %10s %10s %10s %12s\n", T, mq_kern_active()->name, reps, "w",
            "MB", "ms", "GB/s", "Gweights/s");
-    char list[64];
-    snprintf(list, sizeof list, "%s", widths);
-    for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ",")) {
-        int r = atoi(tok);
-        bool extra = strchr(tok, 'x') != NULL;
-        if (!mq_pack_supported(r, extra)) { fprintf(stderr, "kernbench: width %s has no layout\n", tok); return 2; }
+    int rs[16], nw;
+    bool xs[16];
+    if ((nw = parse_widths(widths, rs, xs)) < 0) return 2;
+    for (int w = 0; w < nw; w++) {
+        int r = rs[w];
+        bool extra = xs[w];
+        char tok[8];
+        snprintf(tok, sizeof tok, "%d%s", r, extra ? "x" : "");
         mq_packed *P = mq_calloc((size_t)nm, sizeof *P);
         size_t bytes = 0;
         double weights = 0;
@@ -289,6 +309,9 @@ int main(int argc, char **argv) {
     }
     if (o.reps < 1 || o.batch < 1 || o.batch > 4096) { usage(); return 2; }
     if (stream) return stream_bench(stream, widths, o.reps);
+    int rs[16], nw;
+    bool xs[16];
+    if ((nw = parse_widths(widths, rs, xs)) < 0) return 2;
     bool perf = counter_open();
     double peak = vnni_peak_cpw();
     if (!o.json)
@@ -305,12 +328,9 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < (size_t)o.batch * maxc; i++) x[i] = (float)((double)rnd() / 2147483648.0 - 1.0);
     for (int s = 0; s < 3; s++) {
         int rows = shapes[s][0], cols = shapes[s][1];
-        char list[64];
-        snprintf(list, sizeof list, "%s", widths);
-        for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ",")) {
-            int r = atoi(tok);
-            bool extra = strchr(tok, 'x') != NULL;
-            if (!mq_pack_supported(r, extra)) { fprintf(stderr, "kernbench: width %s has no layout\n", tok); return 2; }
+        for (int w = 0; w < nw; w++) {
+            int r = rs[w];
+            bool extra = xs[w];
             one_shape(&o, rows, cols, r, extra, cols, a, x, y);
             one_shape(&o, rows, cols, r, extra, 64, a, x, y);
         }

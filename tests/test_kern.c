@@ -39,18 +39,28 @@ static float frand(void) { return (float)rnd() / 2097152.0f - 1.0f; } /* [-1, 1)
 static const mq_kern_ops *variants[3];
 static int n_variants;
 
+/* Random parent codes (rows, cols) with per-group alpha and zero points. */
+static void random_codes(int rows, int cols, int group, uint8_t **q, float **alpha, uint8_t **zero) {
+    int ng = cols / group;
+    size_t n = (size_t)rows * cols;
+    *q = mq_malloc(n);
+    *zero = mq_malloc((size_t)rows * ng);
+    *alpha = mq_malloc((size_t)rows * ng * sizeof(float));
+    for (size_t i = 0; i < n; i++) (*q)[i] = (uint8_t)(rnd() & 255);
+    for (int i = 0; i < rows * ng; i++) {
+        (*alpha)[i] = 0.001f + 0.01f * (float)(rnd() % 1000) / 1000.0f;
+        (*zero)[i] = (uint8_t)(rnd() & 255);
+    }
+}
+
 static void one_case(int rows, int cols, int group, int r, bool extra) {
     char what[128];
     snprintf(what, sizeof what, "r=%d%s rows=%d cols=%d group=%d", r, extra ? "x" : "", rows, cols, group);
     int ng = cols / group;
     size_t n = (size_t)rows * cols;
-    uint8_t *q = mq_malloc(n), *zero = mq_malloc((size_t)rows * ng);
-    float *alpha = mq_malloc((size_t)rows * ng * sizeof(float));
-    for (size_t i = 0; i < n; i++) q[i] = (uint8_t)(rnd() & 255);
-    for (int i = 0; i < rows * ng; i++) {
-        alpha[i] = 0.001f + 0.01f * (float)(rnd() % 1000) / 1000.0f;
-        zero[i] = (uint8_t)(rnd() & 255);
-    }
+    uint8_t *q, *zero;
+    float *alpha;
+    random_codes(rows, cols, group, &q, &alpha, &zero);
     mq_packed p;
     CHECK(mq_pack_build(q, alpha, zero, rows, cols, group, r, extra, &p) == MQ_OK, "%s: %s", what, mq_last_error());
     /* codes */
@@ -179,17 +189,11 @@ static void shared_case(int B, int group, bool tall) {
     const int cols = 1088, bits[3] = {4, 2, 8};
     const int rows[3] = {tall ? 600 : 64, tall ? 264 : 16, tall ? 333 : 48};
     const bool extra[3] = {false, true, false};
-    int ng = cols / group;
     mq_packed P[3];
     for (int i = 0; i < 3; i++) {
-        size_t n = (size_t)rows[i] * cols;
-        uint8_t *q = mq_malloc(n), *zero = mq_malloc((size_t)rows[i] * ng);
-        float *alpha = mq_malloc((size_t)rows[i] * ng * sizeof(float));
-        for (size_t j = 0; j < n; j++) q[j] = (uint8_t)(rnd() & 255);
-        for (int j = 0; j < rows[i] * ng; j++) {
-            alpha[j] = 0.001f + 0.01f * (float)(rnd() % 1000) / 1000.0f;
-            zero[j] = (uint8_t)(rnd() & 255);
-        }
+        uint8_t *q, *zero;
+        float *alpha;
+        random_codes(rows[i], cols, group, &q, &alpha, &zero);
         CHECK(mq_pack_build(q, alpha, zero, rows[i], cols, group, bits[i], extra[i], &P[i]) == MQ_OK, "shared: %s",
               mq_last_error());
         free(q); free(zero); free(alpha);
@@ -240,15 +244,9 @@ static void shared_case(int B, int group, bool tall) {
  * variant's gemm against the scalar one. */
 static void long_batch_case(int group) {
     const int rows = 9, cols = 1088, B = 70;
-    int ng = cols / group;
-    size_t n = (size_t)rows * cols;
-    uint8_t *q = mq_malloc(n), *zero = mq_malloc((size_t)rows * ng);
-    float *alpha = mq_malloc((size_t)rows * ng * sizeof(float));
-    for (size_t j = 0; j < n; j++) q[j] = (uint8_t)(rnd() & 255);
-    for (int j = 0; j < rows * ng; j++) {
-        alpha[j] = 0.001f + 0.01f * (float)(rnd() % 1000) / 1000.0f;
-        zero[j] = (uint8_t)(rnd() & 255);
-    }
+    uint8_t *q, *zero;
+    float *alpha;
+    random_codes(rows, cols, group, &q, &alpha, &zero);
     mq_packed p;
     CHECK(mq_pack_build(q, alpha, zero, rows, cols, group, 2, true, &p) == MQ_OK, "long batch: %s", mq_last_error());
     float *x = mq_malloc((size_t)B * cols * sizeof(float));
