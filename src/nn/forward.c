@@ -206,10 +206,38 @@ static void softcap_fwd(float *x, size_t n, float cap) {
     for (size_t i = 0; i < n; i++) x[i] = tanhf(x[i] / cap) * cap;
 }
 
+/* Mask, soft-cap and normalise one row of scores over keys jlo..jhi-1 for
+ * the query at position p (visible: start <= j <= p). */
+static void softmax_row(float *row, int jlo, int jhi, int start, int p, float softcap) {
+    int nj = jhi - jlo;
+    float mx = -INFINITY;
+    for (int j = jlo; j < jhi; j++) {
+        float d = row[j - jlo];
+        if (j < start || j > p) {
+            row[j - jlo] = -INFINITY;
+            continue;
+        }
+        if (softcap > 0) d = tanhf(d / softcap) * softcap;
+        row[j - jlo] = d;
+        if (d > mx) mx = d;
+    }
+    float sum = 0.0f;
+    for (int j = 0; j < nj; j++) {
+        float e = row[j] == -INFINITY ? 0.0f : expf(row[j] - mx);
+        row[j] = e;
+        sum += e;
+    }
+    float inv = 1.0f / sum;
+    for (int j = 0; j < nj; j++) row[j] *= inv;
+}
+
 /* Causal attention of B queries at positions pos0.. over the layer's cache.
  * Work items are (head, tile of up to ATT_TILE queries); each computes
  * S = scale * Q_tile K^T and O_tile = softmax(S) V with OpenBLAS over the
- * keys the tile can see, masking per row (causality, sliding window). */
+ * keys the tile can see, masking per row (causality, sliding window).
+ * Decode (B = 1): one item per KV head, whose query heads (contiguous in q)
+ * form the rows of one product, so a token makes 2 * n_kv_heads OpenBLAS
+ * calls instead of 2 * n_heads. */
 static void attention_fwd(mq_state *s, const mq_config *c, int layer, int B, int pos0) {
     int H = c->n_heads, D = c->head_dim, group = c->n_heads / c->n_kv_heads;
     size_t QD = (size_t)H * D, KD = s->kv_dim;
@@ -217,6 +245,20 @@ static void attention_fwd(mq_state *s, const mq_config *c, int layer, int B, int
     const float *vc = s->v_cache + (size_t)layer * s->max_ctx * KD;
     bool windowed = c->sliding_window > 0 && (!c->sliding_even_only || layer % 2 == 0);
     int W = c->sliding_window, tiles = (B + ATT_TILE - 1) / ATT_TILE;
+    if (B == 1 && group > 1 && group <= ATT_TILE) {
+        int jlo = windowed && pos0 - W + 1 > 0 ? pos0 - W + 1 : 0, jhi = pos0 + 1, nj = jhi - jlo;
+#pragma omp parallel for num_threads(s->nthreads) schedule(dynamic, 1)
+        for (int g = 0; g < c->n_kv_heads; g++) {
+            size_t koff = (size_t)g * D;
+            float *S = s->scores + (size_t)omp_get_thread_num() * ATT_TILE * s->max_ctx; /* (group, nj) */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, group, nj, D, c->query_scale,
+                        s->q + (size_t)g * group * D, D, kc + (size_t)jlo * KD + koff, (int)KD, 0.0f, S, nj);
+            for (int i = 0; i < group; i++) softmax_row(S + (size_t)i * nj, jlo, jhi, jlo, pos0, c->attn_softcap);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, group, D, nj, 1.0f, S, nj,
+                        vc + (size_t)jlo * KD + koff, (int)KD, 0.0f, s->att + (size_t)g * group * D, D);
+        }
+        return;
+    }
 #pragma omp parallel for collapse(2) num_threads(s->nthreads) schedule(dynamic, 1)
     for (int h = 0; h < H; h++) {
         for (int t = 0; t < tiles; t++) {
@@ -229,28 +271,9 @@ static void attention_fwd(mq_state *s, const mq_config *c, int layer, int B, int
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, nj, D, c->query_scale, q, (int)QD,
                         kc + (size_t)jlo * KD + koff, (int)KD, 0.0f, S, nj);
             for (int i = 0; i < nb; i++) {
-                float *row = S + (size_t)i * nj;
                 int p = pos0 + b0 + i;
                 int start = windowed && p - W + 1 > jlo ? p - W + 1 : jlo;
-                float mx = -INFINITY;
-                for (int j = jlo; j < jhi; j++) {
-                    float d = row[j - jlo];
-                    if (j < start || j > p) {
-                        row[j - jlo] = -INFINITY;
-                        continue;
-                    }
-                    if (c->attn_softcap > 0) d = tanhf(d / c->attn_softcap) * c->attn_softcap;
-                    row[j - jlo] = d;
-                    if (d > mx) mx = d;
-                }
-                float sum = 0.0f;
-                for (int j = 0; j < nj; j++) {
-                    float e = row[j] == -INFINITY ? 0.0f : expf(row[j] - mx);
-                    row[j] = e;
-                    sum += e;
-                }
-                float inv = 1.0f / sum;
-                for (int j = 0; j < nj; j++) row[j] *= inv;
+                softmax_row(S + (size_t)i * nj, jlo, jhi, start, p, c->attn_softcap);
             }
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nb, D, nj, 1.0f, S, nj,
                         vc + (size_t)jlo * KD + koff, (int)KD, 0.0f, s->att + (size_t)b0 * QD + (size_t)h * D,
