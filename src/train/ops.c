@@ -337,15 +337,9 @@ static inline float round_even(float x) {
     return nearbyintf(x);
 }
 
-/* The grid of group k: raw clipped bounds, widened bounds, step a, zero z,
+/* The grid of group k (ops.h mq_fq_group): widened bounds, step a, zero z,
  * whether z's clamp is inactive, and the extreme elements. */
-typedef struct {
-    float su, sl, mx, mn, hi, lo, a, z;
-    int imx, imn;
-    bool pass_z;
-} fq_grid;
-
-static void fq_grid_of(fq_grid *g, const float *wg, int n, float u, float l, int top) {
+static void fq_grid_of(mq_fq_group *g, const float *wg, int n, float u, float l, int top) {
     g->mx = wg[0];
     g->mn = wg[0];
     g->imx = g->imn = 0;
@@ -374,12 +368,35 @@ void fakequant_ranges(float *lo, float *hi, const float *w, const float *u, cons
     int G = group_of(s), ng = s->cols / G, top = (1 << s->grid_bits) - 1;
     for (int r = 0; r < s->rows; r++)
         for (int k = 0; k < ng; k++) {
-            fq_grid g;
+            mq_fq_group g;
             size_t ki = (size_t)r * ng + k;
             fq_grid_of(&g, w + (size_t)r * s->cols + (size_t)k * G, G, u[ki], l[ki], top);
             lo[ki] = g.lo;
             hi[ki] = g.hi;
         }
+}
+
+/* The grid's share of a group's gradient, given dA and dZ (the gradients
+ * reaching the step a and zero z): through z = clamp(round(-lo / a)),
+ * a = (hi - lo) / top, hi = max(sigmoid(u) mx, 0), lo = min(sigmoid(l) mn, 0)
+ * into *du, *dl and the group's extreme weights dwg[imx], dwg[imn] (each
+ * pointer may be NULL). */
+static void grid_bwd(const mq_fq_group *g, float dA, float dZ, int top, float *dwg, float *du, float *dl) {
+    float dhi = 0.0f, dlo = 0.0f;
+    if (g->pass_z) {
+        dlo -= dZ / g->a;
+        dA += dZ * g->lo / (g->a * g->a);
+    }
+    dhi += dA / (float)top;
+    dlo -= dA / (float)top;
+    if (g->su * g->mx > 0) {
+        if (du) *du += dhi * g->mx * g->su * (1.0f - g->su);
+        if (dwg) dwg[g->imx] += dhi * g->su;
+    }
+    if (g->sl * g->mn < 0) {
+        if (dl) *dl += dlo * g->mn * g->sl * (1.0f - g->sl);
+        if (dwg) dwg[g->imn] += dlo * g->sl;
+    }
 }
 
 void fakequant_fwd(float *wq, const float *w, const float *u, const float *l, const mq_fq_shape *s) {
@@ -390,7 +407,7 @@ void fakequant_fwd(float *wq, const float *w, const float *u, const float *l, co
     for (int r = 0; r < s->rows; r++)
         for (int k = 0; k < ng; k++) {
             size_t ki = (size_t)r * ng + k, off = (size_t)r * s->cols + (size_t)k * G;
-            fq_grid g;
+            mq_fq_group g;
             fq_grid_of(&g, w + off, G, u[ki], l[ki], top);
             for (int j = 0; j < G; j++) {
                 if (g.a == 0) {
@@ -422,7 +439,7 @@ void fakequant_bwd(float *dw, float *du, float *dl, const float *dwq, const floa
     for (int r = 0; r < s->rows; r++)
         for (int k = 0; k < ng; k++) {
             size_t ki = (size_t)r * ng + k, off = (size_t)r * s->cols + (size_t)k * G;
-            fq_grid g;
+            mq_fq_group g;
             fq_grid_of(&g, w + off, G, u[ki], l[ki], top);
             if (g.a == 0) continue; /* wq = 0 identically */
             float dA = 0.0f, dZ = 0.0f;
@@ -453,24 +470,7 @@ void fakequant_bwd(float *dw, float *du, float *dl, const float *dwq, const floa
                     dZ += gr * g.a;
                 }
             }
-            /* z = clamp(round(-lo / a)) */
-            float dhi = 0.0f, dlo = 0.0f;
-            if (g.pass_z) {
-                dlo -= dZ / g.a;
-                dA += dZ * g.lo / (g.a * g.a);
-            }
-            /* a = (hi - lo) / top */
-            dhi += dA / (float)top;
-            dlo -= dA / (float)top;
-            /* hi = max(sigmoid(u) mx, 0), lo = min(sigmoid(l) mn, 0) */
-            if (g.su * g.mx > 0) {
-                if (du) du[ki] += dhi * g.mx * g.su * (1.0f - g.su);
-                if (dw) dw[off + g.imx] += dhi * g.su;
-            }
-            if (g.sl * g.mn < 0) {
-                if (dl) dl[ki] += dlo * g.mn * g.sl * (1.0f - g.sl);
-                if (dw) dw[off + g.imn] += dlo * g.sl;
-            }
+            grid_bwd(&g, dA, dZ, top, dw ? dw + off : NULL, du ? du + ki : NULL, dl ? dl + ki : NULL);
         }
 }
 
@@ -482,16 +482,14 @@ void fakequant_codes(uint8_t *q, mq_fq_group *g, const float *w, const float *u,
     for (int r = 0; r < s->rows; r++)
         for (int k = 0; k < ng; k++) {
             size_t ki = (size_t)r * ng + k, off = (size_t)r * s->cols + (size_t)k * G;
-            fq_grid f;
-            fq_grid_of(&f, w + off, G, u[ki], l[ki], top);
-            g[ki] = (mq_fq_group){.a = f.a, .z = f.z, .lo = f.lo, .su = f.su, .sl = f.sl, .mx = f.mx, .mn = f.mn,
-                                  .imx = f.imx, .imn = f.imn, .pass_z = f.pass_z};
-            if (f.a == 0) {
+            const mq_fq_group *f = &g[ki];
+            fq_grid_of(&g[ki], w + off, G, u[ki], l[ki], top);
+            if (f->a == 0) {
                 memset(q + off, 0, (size_t)G);
                 continue;
             }
             for (int j = 0; j < G; j++) {
-                float c = round_even(w[off + j] / f.a) + f.z;
+                float c = round_even(w[off + j] / f->a) + f->z;
                 c = c < 0 ? 0.0f : c > (float)top ? (float)top : c; /* NaN fails both tests: code below */
                 q[off + j] = c == c ? (uint8_t)c : 0;
             }
@@ -553,22 +551,8 @@ void fakequant_slice_bwd(float *dw, float *du, float *dl, const float *dwq, cons
                     sb += gr;
                 }
             }
-            float dA = sd - sw / f->a, dZ = -f->a * sb;
-            float dhi = 0.0f, dlo = 0.0f;
-            if (f->pass_z) { /* z = clamp(round(-lo / a)) */
-                dlo -= dZ / f->a;
-                dA += dZ * f->lo / (f->a * f->a);
-            }
-            dhi += dA / (float)top; /* a = (hi - lo) / top */
-            dlo -= dA / (float)top;
-            if (f->su * f->mx > 0) { /* hi = max(sigmoid(u) mx, 0), lo = min(sigmoid(l) mn, 0) */
-                if (du) du[ki] += dhi * f->mx * f->su * (1.0f - f->su);
-                if (dw) dw[off + f->imx] += dhi * f->su;
-            }
-            if (f->sl * f->mn < 0) {
-                if (dl) dl[ki] += dlo * f->mn * f->sl * (1.0f - f->sl);
-                if (dw) dw[off + f->imn] += dlo * f->sl;
-            }
+            grid_bwd(f, sd - sw / f->a, -f->a * sb, top, dw ? dw + off : NULL, du ? du + ki : NULL,
+                     dl ? dl + ki : NULL);
         }
 }
 

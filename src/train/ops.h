@@ -154,7 +154,7 @@ void fakequant_bwd(float *dw, float *du, float *dl, const float *dwq, const floa
 /* The grid of one group as fakequant_codes leaves it for the slices. */
 typedef struct {
     float a, z;         /* step and zero code (a = 0: the group dequantizes to 0) */
-    float lo, su, sl;   /* widened lower bound lo', sigmoid(u), sigmoid(l) */
+    float hi, lo, su, sl; /* widened bounds hi', lo', sigmoid(u), sigmoid(l) */
     float mx, mn;       /* max(w_k), min(w_k) */
     int imx, imn;       /* their first positions in the group */
     bool pass_z;        /* z's clamp inactive (gradient passes) */
