@@ -104,6 +104,13 @@ void mq_state_free(mq_state *s) {
 
 /* ================================================================= ops */
 
+/* out(B, O) += bias(O) (nothing when bias is NULL) */
+static void add_bias(float *out, const float *bias, int B, int O) {
+    if (!bias) return;
+    for (int b = 0; b < B; b++)
+        for (int o = 0; o < O; o++) out[(size_t)b * O + o] += bias[o];
+}
+
 /* out(B, O) = inp(B, K) @ w(O, K)^T (+ bias(O)); with the packed form pk
  * (not NULL) through the integer kernels of quant/kern.h instead of w, else
  * with the 16-bit form h (not NULL) through quant/half.h.
@@ -120,9 +127,7 @@ static void matmul_fwd(mq_state *s, float *out, const float *inp, const float *w
             MQ_ASSERT(h->rows == O && h->cols == K);
             mq_half_matmul(h, inp, B, out, &s->hscr, NULL);
         }
-        if (bias)
-            for (int b = 0; b < B; b++)
-                for (int o = 0; o < O; o++) out[(size_t)b * O + o] += bias[o];
+        add_bias(out, bias, B, O);
         return;
     }
     MQ_ASSERT(w);
@@ -142,16 +147,7 @@ static void matmul_fwd(mq_state *s, float *out, const float *inp, const float *w
                             w + (size_t)o0 * K, K, 0.0f, out + o0, O);
         }
     }
-    if (bias)
-        for (int b = 0; b < B; b++)
-            for (int o = 0; o < O; o++) out[(size_t)b * O + o] += bias[o];
-}
-
-/* out(B, O) += bias(O) (nothing when bias is NULL) */
-static void add_bias(float *out, const float *bias, int B, int O) {
-    if (!bias) return;
-    for (int b = 0; b < B; b++)
-        for (int o = 0; o < O; o++) out[(size_t)b * O + o] += bias[o];
+    add_bias(out, bias, B, O);
 }
 
 /* out(B, C) = inp * rsqrt(mean(inp^2) + eps) * (w or 1 + w) */
@@ -234,10 +230,7 @@ static void softmax_row(float *row, int jlo, int jhi, int start, int p, float so
 /* Causal attention of B queries at positions pos0.. over the layer's cache.
  * Work items are (head, tile of up to ATT_TILE queries); each computes
  * S = scale * Q_tile K^T and O_tile = softmax(S) V with OpenBLAS over the
- * keys the tile can see, masking per row (causality, sliding window).
- * Decode (B = 1): one item per KV head, whose query heads (contiguous in q)
- * form the rows of one product, so a token makes 2 * n_kv_heads OpenBLAS
- * calls instead of 2 * n_heads. */
+ * keys the tile can see, masking per row (causality, sliding window). */
 static void attention_fwd(mq_state *s, const mq_config *c, int layer, int B, int pos0) {
     int H = c->n_heads, D = c->head_dim, group = c->n_heads / c->n_kv_heads;
     size_t QD = (size_t)H * D, KD = s->kv_dim;
@@ -245,20 +238,6 @@ static void attention_fwd(mq_state *s, const mq_config *c, int layer, int B, int
     const float *vc = s->v_cache + (size_t)layer * s->max_ctx * KD;
     bool windowed = c->sliding_window > 0 && (!c->sliding_even_only || layer % 2 == 0);
     int W = c->sliding_window, tiles = (B + ATT_TILE - 1) / ATT_TILE;
-    if (B == 1 && group > 1 && group <= ATT_TILE) {
-        int jlo = windowed && pos0 - W + 1 > 0 ? pos0 - W + 1 : 0, jhi = pos0 + 1, nj = jhi - jlo;
-#pragma omp parallel for num_threads(s->nthreads) schedule(dynamic, 1)
-        for (int g = 0; g < c->n_kv_heads; g++) {
-            size_t koff = (size_t)g * D;
-            float *S = s->scores + (size_t)omp_get_thread_num() * ATT_TILE * s->max_ctx; /* (group, nj) */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, group, nj, D, c->query_scale,
-                        s->q + (size_t)g * group * D, D, kc + (size_t)jlo * KD + koff, (int)KD, 0.0f, S, nj);
-            for (int i = 0; i < group; i++) softmax_row(S + (size_t)i * nj, jlo, jhi, jlo, pos0, c->attn_softcap);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, group, D, nj, 1.0f, S, nj,
-                        vc + (size_t)jlo * KD + koff, (int)KD, 0.0f, s->att + (size_t)g * group * D, D);
-        }
-        return;
-    }
 #pragma omp parallel for collapse(2) num_threads(s->nthreads) schedule(dynamic, 1)
     for (int h = 0; h < H; h++) {
         for (int t = 0; t < tiles; t++) {

@@ -251,12 +251,7 @@ static void run_rows(const mq_kern_ops *k, int n, const mq_packed *const *p, con
 }
 
 void mq_kern_matmul(const mq_packed *p, const float *x, int B, float *y, mq_kact *a) {
-    const mq_kern_ops *k = mq_kern_active();
-    mq_kact_quantize(a, x, B, p->cols);
-    mq_kact_group_sums(a, p);
-    int O = p->rows, T = omp_get_max_threads();
-    if ((size_t)O * p->cols < ((size_t)1 << 15) || O < 32) T = 1;
-    run_rows(k, 1, &p, a, B, &y, T);
+    mq_kern_matmul_shared(1, &p, x, B, &y, a);
 }
 
 bool mq_kern_can_share(int n, const mq_packed *const *p) {
@@ -276,9 +271,14 @@ void mq_kern_matmul_shared(int n, const mq_packed *const *p, const float *x, int
     for (int i = 0; i < n; i++)
         if (p[i]->extra) ex = i;
     mq_kact_group_sums(a, p[ex]);
+    /* one thread for small products (forking costs more than it saves) */
     size_t work = 0;
-    for (int i = 0; i < n; i++) work += (size_t)p[i]->rows * (size_t)p[i]->cols;
+    int most_rows = 0;
+    for (int i = 0; i < n; i++) {
+        work += (size_t)p[i]->rows * (size_t)p[i]->cols;
+        if (p[i]->rows > most_rows) most_rows = p[i]->rows;
+    }
     int T = omp_get_max_threads();
-    if (work < ((size_t)1 << 15)) T = 1;
+    if (work < ((size_t)1 << 15) || most_rows < 32) T = 1;
     run_rows(k, n, p, a, B, y, T);
 }
