@@ -163,6 +163,7 @@ static void one_case(int rows, int cols, int group, int r, bool extra) {
             }
         }
         CHECK(bad == 0, "%s: %s: %d integer dot products differ from scalar", k->name, what, bad);
+        for (size_t i = 0; i < (size_t)NTOK * rows; i++) yv[i] = NAN; /* every output must be written */
         k->gemm(&p, 0, rows, a, yv, rows);
         CHECK_CLOSE(what, yv, ys, (size_t)NTOK * rows, tol, 0);
         float *y1 = mq_malloc((size_t)rows * sizeof(float));
@@ -239,16 +240,18 @@ static void shared_case(int B, int group, bool tall) {
     }
 }
 
-/* Prompt products at 2x with more tokens than one chunk of precomputed
- * overflow terms (64 in kern_avx512.c) and a ragged last chunk: every
- * variant's gemm against the scalar one. */
-static void long_batch_case(int group) {
-    const int rows = 9, cols = 1088, B = 70;
+/* Prompt products with more tokens than one pass of the AVX-512 gemm over
+ * an unpacked slice (129 tokens; 63 with an overflow list, whose terms
+ * are precomputed per 64) and a ragged last pass, and with more
+ * superblocks than one K-slice (4): every variant's gemm against the
+ * scalar one. */
+static void long_batch_case(int cols, int group, int bits, bool extra, int B) {
+    const int rows = 9;
     uint8_t *q, *zero;
     float *alpha;
     random_codes(rows, cols, group, &q, &alpha, &zero);
     mq_packed p;
-    CHECK(mq_pack_build(q, alpha, zero, rows, cols, group, 2, true, &p) == MQ_OK, "long batch: %s", mq_last_error());
+    CHECK(mq_pack_build(q, alpha, zero, rows, cols, group, bits, extra, &p) == MQ_OK, "long batch: %s", mq_last_error());
     float *x = mq_malloc((size_t)B * cols * sizeof(float));
     for (size_t j = 0; j < (size_t)B * cols; j++) x[j] = frand();
     mq_kact *a = mq_kact_new(B, cols);
@@ -259,12 +262,14 @@ static void long_batch_case(int group) {
     /* bound on the fp32 rounding: 1e-5 of sum |w| |xhat| with |w| <= 256 alpha + |bias| */
     double mag = 0;
     for (int t = 0; t < B; t++)
-        for (int j = 0; j < cols; j++) mag += fabs((double)a->xhat[(size_t)t * a->kp + j]);
+        for (int j = 0; j < cols; j++) mag += fabs((double)a->d[(size_t)t * (a->kp / 32) + j / 32] * a->q[(size_t)t * a->kp + j]);
     mag = mag / B * 0.011 * 512;
     for (int v = 0; v < n_variants; v++) {
+        for (size_t i = 0; i < (size_t)B * rows; i++) yv[i] = NAN; /* every output must be written */
         variants[v]->gemm(&p, 0, rows, a, yv, rows);
         char what[96];
-        snprintf(what, sizeof what, "%s gemm 2x B=%d group %d", variants[v]->name, B, group);
+        snprintf(what, sizeof what, "%s gemm %d%s cols %d B=%d group %d", variants[v]->name, bits, extra ? "x" : "", cols,
+                 B, group);
         CHECK_CLOSE(what, yv, ys, (size_t)B * rows, 1e-5 * mag, 0);
     }
     mq_kact_free(a);
@@ -307,8 +312,11 @@ int main(void) {
                 }
             }
         }
-    long_batch_case(1088);
-    long_batch_case(64);
+    long_batch_case(1088, 1088, 2, true, 70);
+    long_batch_case(1088, 64, 2, true, 70);
+    long_batch_case(2624, 2624, 4, false, 140); /* 5 superblocks + 1 chunk: two K-slices */
+    long_batch_case(2624, 64, 8, false, 140);
+    long_batch_case(4672, 64, 3, true, 131);    /* 9 superblocks + 1 chunk: three K-slices */
     shared_case(1, 1088, false);
     shared_case(1, 64, false);
     shared_case(5, 1088, false);

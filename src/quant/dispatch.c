@@ -36,12 +36,18 @@ mq_kact *mq_kact_new(int max_b, int max_cols) {
     a->gsum = mq_aligned_alloc(nb * sizeof(float));
     a->xhat = mq_aligned_alloc(n * sizeof(float));
     a->xhat_t = max_b > 1 ? mq_aligned_alloc(n * sizeof(float)) : NULL;
+    if (max_b > 1) { /* nsteps <= kp/64 chunks, each step's scales 16 floats per token */
+        size_t n4 = (size_t)(max_b + MQ_KACT_TT - 1) / MQ_KACT_TT * MQ_KACT_TT * (size_t)a->cap_kp;
+        a->xt = mq_aligned_alloc(n4);
+        a->dt = mq_aligned_alloc(n4 / 4 * sizeof(float));
+    }
     return a;
 }
 
 void mq_kact_free(mq_kact *a) {
     if (!a) return;
     free(a->q); free(a->qs); free(a->d); free(a->dvec); free(a->bsum); free(a->gsum); free(a->xhat); free(a->xhat_t);
+    free(a->xt); free(a->dt);
     free(a);
 }
 
@@ -74,6 +80,32 @@ static float quant_block32(const float *x, int8_t *q, int32_t *sum) {
     s32 = _mm_add_epi32(s32, _mm_shuffle_epi32(s32, 0xB1));
     *sum = _mm_cvtsi128_si32(s32);
     return amax;
+}
+
+/* a->xt and a->dt from qs, d and dvec (kern.h): tiles of MQ_KACT_TT tokens,
+ * the tokens past B zero. */
+static void tile_tokens(mq_kact *a) {
+    int B = a->B, kp = a->kp, nc = kp / MQ_PACK_CHUNK, nb = kp / MQ_PACK_BLOCK, ns = kp / MQ_PACK_SUPER;
+    int nsteps = ns + (nc - 8 * ns), B4 = (B + MQ_KACT_TT - 1) / MQ_KACT_TT * MQ_KACT_TT;
+    a->nsteps = nsteps;
+#pragma omp parallel for if ((size_t)B * kp > 65536)
+    for (int t = 0; t < B4; t++) {
+        int T = t / MQ_KACT_TT, j = t % MQ_KACT_TT;
+        int8_t *xt = a->xt + ((size_t)T * nc * MQ_KACT_TT + (size_t)j) * MQ_PACK_CHUNK;
+        float *dt = a->dt + ((size_t)T * nsteps * MQ_KACT_TT + (size_t)j) * 16;
+        if (t >= B) {
+            for (int c = 0; c < nc; c++) memset(xt + (size_t)c * MQ_KACT_TT * MQ_PACK_CHUNK, 0, MQ_PACK_CHUNK);
+            for (int s = 0; s < nsteps; s++) memset(dt + (size_t)s * MQ_KACT_TT * 16, 0, 16 * sizeof(float));
+            continue;
+        }
+        const int8_t *qs = a->qs + (size_t)t * kp;
+        for (int c = 0; c < nc; c++)
+            memcpy(xt + (size_t)c * MQ_KACT_TT * MQ_PACK_CHUNK, qs + (size_t)c * MQ_PACK_CHUNK, MQ_PACK_CHUNK);
+        const float *d = a->d + (size_t)t * nb, *dv = a->dvec + (size_t)t * (kp / 4);
+        for (int s = 0; s < nsteps; s++)
+            memcpy(dt + (size_t)s * MQ_KACT_TT * 16, s < ns ? d + 16 * s : dv + 16 * (8 * ns + s - ns),
+                   16 * sizeof(float));
+    }
 }
 
 void mq_kact_quantize(mq_kact *a, const float *x, int B, int cols) {
@@ -125,6 +157,7 @@ void mq_kact_quantize(mq_kact *a, const float *x, int B, int cols) {
         for (int c = 0; c < kp / MQ_PACK_CHUNK; c++)
             for (int l = 0; l < 16; l++) dv[c * 16 + l] = d[2 * c + l / 8];
     }
+    if (B > 1 && a->xt) tile_tokens(a);
 }
 
 void mq_kact_group_sums(mq_kact *a, const mq_packed *p) {

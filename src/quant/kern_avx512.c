@@ -137,14 +137,11 @@ INLINE __m128 reduce4(__m512 v0, __m512 v1, __m512 v2, __m512 v3) {
     return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
 }
 
-#define OV_T 64 /* gemm: tokens per chunk of precomputed overflow terms */
-
 /* y[i] for the nr (<= 4) rows o..o+nr-1 of token t from their fp32
  * accumulators acc[i] times the inverse lane factors f: the lanes' sum,
- * plus sum_g b_g * G_g, plus the overflow list (ov[i * OV_T] when given,
- * else summed here). */
+ * plus sum_g b_g * G_g, plus the overflow list. */
 INLINE void rows_out(const mq_packed *p, int o, const mq_kact *a, int t, const __m512 *acc, __m512 f, float *y,
-                     const int nr, const float *ov) {
+                     const int nr) {
     int ng = p->ngroups, nb = a->kp / MQ_PACK_BLOCK;
     const float *G = a->gsum + (size_t)t * nb;
     __m512 v[4];
@@ -157,10 +154,7 @@ INLINE void rows_out(const mq_packed *p, int o, const mq_kact *a, int t, const _
     }
     float out[4];
     _mm_storeu_ps(out, reduce4(v[0], v[1], v[2], v[3]));
-    if (ov) /* the overflow terms of these rows for this token, precomputed (gemm) */
-        for (int i = 0; i < nr; i++) y[i] = out[i] + ov[i * OV_T];
-    else
-        for (int i = 0; i < nr; i++) y[i] = out[i] + (p->extra ? mq_kern_over_float(p, o + i, a, t) : 0.0f);
+    for (int i = 0; i < nr; i++) y[i] = out[i] + (p->extra ? mq_kern_over_float(p, o + i, a, t) : 0.0f);
 }
 
 /* -------------------------------------------------------- superblocks */
@@ -225,124 +219,96 @@ static void dots_avx512(const mq_packed *p, int o0, int o1, const mq_kact *a, in
 
 /* --------------------------------------------------- a tile of products */
 
-#define TR 8 /* rows per tile at most: each activation chunk serves them all */
-#define TT 4 /* tokens per tile at most: each unpacked chunk serves them all */
-#define GV_ROWS 4 /* gemv: 4 rows x 1 token; 8 rows streamed at once from memory decoded 35% slower (docs/results.md §7) */
-#define GM_ROWS 4 /* gemm: 4 rows x 4 tokens (16 accumulators) */
+#define TR 8 /* gemv rows per tile at most: each activation chunk serves them all */
+#define GV_ROWS 4 /* gemv: 4 rows; 8 rows streamed at once from memory decoded 35% slower (docs/results.md §7) */
 #define PF_AHEAD 16384 /* prefetch distance in bytes (best of 6-24 KiB measured, §8) */
 
-/* Rows o..o+nr-1 times tokens t0..t0+nt-1 (nr <= TR, nt <= TT, constants
- * per call) into y[(t0+j)*ldy + o + i]. Superblocks: per row and token one
- * int32 accumulator takes the 8 chunks' vpdpbusd (lane l = block l), then
- * one conversion and one fma with d_k * s_g(k) per 512 weights. Tail
- * chunks: one conversion per chunk with the per-lane d (dvec). */
-INLINE void tile(const mq_packed *p, int o, const mq_kact *a, int t0, float *y, int ldy, const int r, const int nr,
-                 const int nt, const float *ov) {
-    int nc = p->kp / MQ_PACK_CHUNK, ng = p->ngroups, kp = a->kp, nb = kp / MQ_PACK_BLOCK, ns = p->nsuper;
+/* Decode: rows o..o+nr-1 (nr <= TR, a constant per call) of token 0 into
+ * y[o + i]. Superblocks: per row one int32 accumulator takes the 8 chunks'
+ * vpdpbusd (lane l = block l), then one conversion and one fma with
+ * d_k * s_g(k) per 512 weights. Tail chunks: one conversion per chunk with
+ * the per-lane d (dvec). */
+INLINE void gv_tile(const mq_packed *p, int o, const mq_kact *a, float *y, const int r, const int nr) {
+    int nc = p->kp / MQ_PACK_CHUNK, ng = p->ngroups, ns = p->nsuper;
     int sh = group_shift(p);
     __m512i gidx = block_group_idx(sh);
-    const int8_t *x = a->qs + (size_t)t0 * kp;
-    const float *d = a->d + (size_t)t0 * nb, *dv = a->dvec + (size_t)t0 * (kp / 4);
+    const int8_t *x = a->qs;
+    const float *d = a->d, *dv = a->dvec;
     const uint8_t *w = p->data + (size_t)o * p->row_bytes;
     const float *s = p->scale + (size_t)o * ng;
     size_t rb = p->row_bytes;
-    __m512 facc[TR][TT];
+    __m512 facc[TR];
     UNROLL
-    for (int i = 0; i < nr; i++)
-        UNROLL
-        for (int j = 0; j < nt; j++) facc[i][j] = _mm512_setzero_ps();
+    for (int i = 0; i < nr; i++) facc[i] = _mm512_setzero_ps();
     /* software prefetch into L2, PF_AHEAD bytes ahead of the tile's reads
      * (its rows are contiguous, and so are consecutive tiles): a 2048-column
      * row at int2 is 8 cache lines, too short a stream for the hardware
      * prefetchers to lock on; with this, a 2-thread decode streams its
      * weights at ~85% of the measured read bandwidth instead of ~45%
-     * (docs/results.md §8). Only the first token tile prefetches. */
+     * (docs/results.md §8). */
     const char *pf = (const char *)w + PF_AHEAD;
-    if (p->extra && t0 == 0) { /* the overflow list is a second stream: ~3 lines per tile, 4 KiB ahead */
+    if (p->extra) { /* the overflow list is a second stream: ~3 lines per tile, 4 KiB ahead */
         const char *oc = (const char *)(p->over_col + p->over_ptr[o]) + 4096;
         _mm_prefetch(oc, _MM_HINT_T1);
         _mm_prefetch(oc + 64, _MM_HINT_T1);
         _mm_prefetch(oc + 128, _MM_HINT_T1);
     }
     for (int sb = 0; sb < ns; sb++) {
-        if (t0 == 0) {
-            UNROLL
-            for (int l = 0; l < nr * r; l++) _mm_prefetch(pf + 64 * l, _MM_HINT_T1);
-            pf += nr * 64 * r;
-        }
-        __m512i acc[TR][TT];
         UNROLL
-        for (int i = 0; i < nr; i++)
-            UNROLL
-            for (int j = 0; j < nt; j++) acc[i][j] = _mm512_setzero_si512();
+        for (int l = 0; l < nr * r; l++) _mm_prefetch(pf + 64 * l, _MM_HINT_T1);
+        pf += nr * 64 * r;
+        __m512i acc[TR];
+        UNROLL
+        for (int i = 0; i < nr; i++) acc[i] = _mm512_setzero_si512();
         UNROLL
         for (int v = 0; v < 8; v++) {
             int c = 8 * sb + v;
-            __m512i W[TR];
+            __m512i X = _mm512_loadu_si512(x + (size_t)c * MQ_PACK_CHUNK);
             UNROLL
-            for (int i = 0; i < nr; i++) W[i] = unpack_scaled(w + (size_t)i * rb + (size_t)c * 8 * r, r);
-            UNROLL
-            for (int j = 0; j < nt; j++) {
-                __m512i X = _mm512_loadu_si512(x + (size_t)j * kp + (size_t)c * MQ_PACK_CHUNK);
-                UNROLL
-                for (int i = 0; i < nr; i++) acc[i][j] = _mm512_dpbusd_epi32(acc[i][j], W[i], X);
-            }
+            for (int i = 0; i < nr; i++)
+                acc[i] = _mm512_dpbusd_epi32(acc[i], unpack_scaled(w + (size_t)i * rb + (size_t)c * 8 * r, r), X);
         }
+        __m512 D = _mm512_loadu_ps(d + 16 * sb);
         UNROLL
         for (int i = 0; i < nr; i++) {
-            __m512 S = ng == 1 ? _mm512_set1_ps(1.0f) : block_scales(p, s + (size_t)i * ng, sb, sh, gidx);
-            UNROLL
-            for (int j = 0; j < nt; j++) {
-                __m512 D = _mm512_loadu_ps(d + (size_t)j * nb + 16 * sb);
-                if (ng > 1) D = _mm512_mul_ps(D, S);
-                facc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[i][j]), D, facc[i][j]);
-            }
+            __m512 m = ng == 1 ? D : _mm512_mul_ps(D, block_scales(p, s + (size_t)i * ng, sb, sh, gidx));
+            facc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[i]), m, facc[i]);
         }
     }
     /* tail chunks, natural order: lanes 0-7 block 2c, 8-15 block 2c+1 */
     for (int c = 8 * ns; c < nc; c++) {
         int g0 = 0, g1 = 0;
         if (ng > 1) chunk_groups(p, c, sh, &g0, &g1);
-        __m512i W[TR];
+        __m512i X = _mm512_loadu_si512(x + (size_t)c * MQ_PACK_CHUNK);
+        __m512 D = _mm512_load_ps(dv + (size_t)c * 16);
         UNROLL
-        for (int i = 0; i < nr; i++) W[i] = unpack_scaled(w + (size_t)i * rb + (size_t)c * 8 * r, r);
-        UNROLL
-        for (int j = 0; j < nt; j++) {
-            __m512i X = _mm512_loadu_si512(x + (size_t)j * kp + (size_t)c * MQ_PACK_CHUNK);
-            __m512 D = _mm512_load_ps(dv + (size_t)j * (kp / 4) + (size_t)c * 16);
-            UNROLL
-            for (int i = 0; i < nr; i++) {
-                __m512 m = ng > 1 ? _mm512_mul_ps(D, chunk_scale(s + (size_t)i * ng, g0, g1)) : D;
-                facc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), W[i], X)),
-                                             m, facc[i][j]);
-            }
+        for (int i = 0; i < nr; i++) {
+            __m512i W = unpack_scaled(w + (size_t)i * rb + (size_t)c * 8 * r, r);
+            __m512 m = ng > 1 ? _mm512_mul_ps(D, chunk_scale(s + (size_t)i * ng, g0, g1)) : D;
+            facc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), W, X)), m, facc[i]);
         }
     }
     __m512 f = lane_factor(r);
     UNROLL
-    for (int j = 0; j < nt; j++) {
-        __m512 col[TR];
-        UNROLL
-        for (int i = 0; i < nr; i++) col[i] = ng == 1 ? _mm512_mul_ps(facc[i][j], _mm512_set1_ps(s[(size_t)i * ng])) : facc[i][j];
-        float *yj = y + (size_t)(t0 + j) * ldy + o;
-        rows_out(p, o, a, t0 + j, col, f, yj, nr < 4 ? nr : 4, ov ? ov + j : NULL);
-        if (nr > 4) rows_out(p, o + 4, a, t0 + j, col + 4, f, yj + 4, nr - 4, ov ? ov + 4 * OV_T + j : NULL);
-    }
+    for (int i = 0; i < nr; i++)
+        if (ng == 1) facc[i] = _mm512_mul_ps(facc[i], _mm512_set1_ps(s[(size_t)i * ng]));
+    rows_out(p, o, a, 0, facc, f, y + o, nr < 4 ? nr : 4);
+    if (nr > 4) rows_out(p, o + 4, a, 0, facc + 4, f, y + o + 4, nr - 4);
 }
 
 /* --------------------------------------------------------------- gemv */
 
 INLINE void gemv_r(const mq_packed *p, int o0, int o1, const mq_kact *a, float *y, const int r) {
     int o = o0;
-    for (; o + GV_ROWS <= o1; o += GV_ROWS) tile(p, o, a, 0, y, 0, r, GV_ROWS, 1, NULL);
+    for (; o + GV_ROWS <= o1; o += GV_ROWS) gv_tile(p, o, a, y, r, GV_ROWS);
     switch (o1 - o) {
-    case 7: tile(p, o, a, 0, y, 0, r, 7, 1, NULL); break;
-    case 6: tile(p, o, a, 0, y, 0, r, 6, 1, NULL); break;
-    case 5: tile(p, o, a, 0, y, 0, r, 5, 1, NULL); break;
-    case 4: tile(p, o, a, 0, y, 0, r, 4, 1, NULL); break;
-    case 3: tile(p, o, a, 0, y, 0, r, 3, 1, NULL); break;
-    case 2: tile(p, o, a, 0, y, 0, r, 2, 1, NULL); break;
-    case 1: tile(p, o, a, 0, y, 0, r, 1, 1, NULL); break;
+    case 7: gv_tile(p, o, a, y, r, 7); break;
+    case 6: gv_tile(p, o, a, y, r, 6); break;
+    case 5: gv_tile(p, o, a, y, r, 5); break;
+    case 4: gv_tile(p, o, a, y, r, 4); break;
+    case 3: gv_tile(p, o, a, y, r, 3); break;
+    case 2: gv_tile(p, o, a, y, r, 2); break;
+    case 1: gv_tile(p, o, a, y, r, 1); break;
     default: break;
     }
 }
@@ -358,6 +324,8 @@ static void gemv_avx512(const mq_packed *p, int o0, int o1, const mq_kact *a, fl
 }
 
 /* --------------------------------------------------------------- gemm */
+
+#define OV_T 64 /* gemm: tokens per chunk of precomputed overflow terms */
 
 /* The overflow terms of rows o..o+nr-1 (nr <= TR) for tokens tc..tc+nt-1
  * (nt <= OV_T) into ov[i * OV_T + t]: each overflow weight adds s_g times
@@ -385,37 +353,238 @@ static void over_chunk(const mq_packed *p, int o, int nr, const mq_kact *a, int 
     }
 }
 
-/* The token tiles of one row tile of nr rows. With an overflow list (2x)
- * and B > 1, tokens go in chunks of OV_T whose overflow terms are computed
- * first for all of the chunk's tokens at once (over_chunk) and added as
- * each tile stores its outputs. */
-INLINE void gemm_rows(const mq_packed *p, int o, const mq_kact *a, float *y, int ldy, const int r, const int nr) {
-    bool pre = p->extra && a->B > 1 && a->xhat_t;
-    float ov[TR * OV_T] __attribute__((aligned(64)));
-    for (int tc = 0; tc < a->B; tc += OV_T) {
-        int te = tc + OV_T < a->B ? tc + OV_T : a->B;
-        if (pre) over_chunk(p, o, nr, a, tc, te - tc, ov);
-        int t = tc;
-        for (; t + TT <= te; t += TT) tile(p, o, a, t, y, ldy, r, nr, TT, pre ? ov + (t - tc) : NULL);
-        switch (te - t) {
-        case 3: tile(p, o, a, t, y, ldy, r, nr, 3, pre ? ov + (t - tc) : NULL); break;
-        case 2: tile(p, o, a, t, y, ldy, r, nr, 2, pre ? ov + (t - tc) : NULL); break;
-        case 1: tile(p, o, a, t, y, ldy, r, nr, 1, pre ? ov + (t - tc) : NULL); break;
-        default: break;
+/* Prompt products (B > 1) in tiles of GR = 4 rows x MQ_KACT_TT = 4 tokens.
+ * Per row tile, chunk of OV_T tokens and K-slice (KS superblocks: 4 rows x
+ * 2048 codes = 8 KiB, which stay in L1 while the chunk's token tiles pass
+ * over them) the packed codes are unpacked once into plain bytes (unpack),
+ * rows interleaved in stored chunk order: chunk c of row i at
+ * wb[((c - c0) * GR + i) * 64]; with more than one group the steps' lane
+ * scales likewise (sb). A token tile reads the activations and lane scales
+ * in the tiled copies a->xt and a->dt (kern.h), so one pointer walks each
+ * and 16 int32 accumulators take 16 vpdpbusd per chunk. After each step (a
+ * superblock, or one tail chunk) they are converted and folded into 16 fp32
+ * accumulators; after each slice those are reduced to one vector of the
+ * tile's 16 sums (lane 4j + i: token j, row i; reduce16) and added to the
+ * tile's partial outputs. The row scale (per channel), the bias term and
+ * the overflow terms are applied once per tile at the end. Rows past o1
+ * are zero codes, tokens past B are zero in xt/dt; neither is stored.
+ * Unpacking to plain codes costs one pass per 64 tokens, and makes every
+ * width run the int8 inner loop. */
+#define GR 4
+#define KS 4                   /* superblocks per K-slice */
+#define WB_CHUNKS (8 * KS + 7) /* chunks of a slice at most: KS superblocks and the tail chunks */
+#define WB_STEPS (KS + 7)
+/* tokens per pass over an unpacked slice, whole tiles: 129 (one pass for a
+ * 128-token prompt), or with an overflow list at most OV_T (over_chunk) */
+#define TOK_CHUNK (43 * MQ_KACT_TT)
+#define TOK_CHUNK_OV (OV_T / MQ_KACT_TT * MQ_KACT_TT)
+
+/* out lane n = the sum of v[n]'s 16 lanes (a 16 x 16 transpose-add). */
+INLINE __m512 reduce16(const __m512 *v) {
+    __m512 s[8], q[4];
+    for (int m = 0; m < 8; m++) /* 128-bit lane L: v2m_0+2, v2m+1_0+2, v2m_1+3, v2m+1_1+3 */
+        s[m] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * m], v[2 * m + 1]), _mm512_unpackhi_ps(v[2 * m], v[2 * m + 1]));
+    for (int m = 0; m < 4; m++) { /* 128-bit lane L: the lane-L sums of v4m..v4m+3 */
+        __m512d a = _mm512_castps_pd(s[2 * m]), b = _mm512_castps_pd(s[2 * m + 1]);
+        q[m] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(a, b)), _mm512_castpd_ps(_mm512_unpackhi_pd(a, b)));
+    }
+    __m512 u01 = _mm512_add_ps(_mm512_shuffle_f32x4(q[0], q[1], 0x88), _mm512_shuffle_f32x4(q[0], q[1], 0xDD));
+    __m512 u23 = _mm512_add_ps(_mm512_shuffle_f32x4(q[2], q[3], 0x88), _mm512_shuffle_f32x4(q[2], q[3], 0xDD));
+    return _mm512_add_ps(_mm512_shuffle_f32x4(u01, u23, 0x88), _mm512_shuffle_f32x4(u01, u23, 0xDD));
+}
+
+/* The first chunk of step s (kern.h: a superblock for s < ns, then one tail chunk each). */
+INLINE int step_chunk(int s, int ns) { return s < ns ? 8 * s : 8 * ns + (s - ns); }
+
+/* Rows o..o+nr-1, steps s0..s1-1 into wb and (groups) sb, rows past nr zero. */
+INLINE void unpack_slice(const mq_packed *p, int o, int nr, int s0, int s1, uint8_t *wb, float *sb, const int r) {
+    int ns = p->nsuper, ng = p->ngroups, c0 = step_chunk(s0, ns), c1 = step_chunk(s1, ns), sh = group_shift(p);
+    const uint8_t *w = p->data + (size_t)o * p->row_bytes;
+    for (int c = c0; c < c1; c++)
+        for (int i = 0; i < GR; i++)
+            _mm512_store_si512(wb + ((size_t)(c - c0) * GR + i) * 64,
+                               i < nr ? unpack(w + (size_t)i * p->row_bytes + (size_t)c * 8 * r, r) : _mm512_setzero_si512());
+    if (ng == 1) return;
+    __m512i gidx = block_group_idx(sh);
+    for (int s = s0; s < s1; s++)
+        for (int i = 0; i < GR; i++) {
+            const float *srow = p->scale + (size_t)(o + i) * ng;
+            __m512 S = _mm512_setzero_ps();
+            if (i < nr && s < ns) S = block_scales(p, srow, s, sh, gidx);
+            else if (i < nr) {
+                int g0, g1;
+                chunk_groups(p, step_chunk(s, ns), sh, &g0, &g1);
+                S = chunk_scale(srow, g0, g1);
+            }
+            _mm512_store_ps(sb + ((size_t)(s - s0) * GR + i) * 16, S);
+        }
+}
+
+/* vpdpbusd of the 4 unpacked weight chunks w0..w3 (rows 0-3) with the
+ * activation chunks of NX tokens at x + off (64 bytes each) into the
+ * accumulators A[4j + i]. In assembly because GCC, short of registers with
+ * the tile's fp32 accumulators live, re-loaded the weights for every token
+ * or spilled accumulators (measured: 20 loads per 16 vpdpbusd). */
+#define DP_TOK2(off, A)                                                                                        \
+    __asm__("vmovdqa64 " #off "(%[x]), %%zmm30\n\t"                                                           \
+            "vmovdqa64 " #off "+64(%[x]), %%zmm31\n\t"                                                        \
+            "vpdpbusd %%zmm30, %[w0], %[a0]\n\t"                                                              \
+            "vpdpbusd %%zmm30, %[w1], %[a1]\n\t"                                                              \
+            "vpdpbusd %%zmm30, %[w2], %[a2]\n\t"                                                              \
+            "vpdpbusd %%zmm30, %[w3], %[a3]\n\t"                                                              \
+            "vpdpbusd %%zmm31, %[w0], %[a4]\n\t"                                                              \
+            "vpdpbusd %%zmm31, %[w1], %[a5]\n\t"                                                              \
+            "vpdpbusd %%zmm31, %[w2], %[a6]\n\t"                                                              \
+            "vpdpbusd %%zmm31, %[w3], %[a7]\n\t"                                                              \
+            : [a0] "+v"((A)[0]), [a1] "+v"((A)[1]), [a2] "+v"((A)[2]), [a3] "+v"((A)[3]), [a4] "+v"((A)[4]), \
+              [a5] "+v"((A)[5]), [a6] "+v"((A)[6]), [a7] "+v"((A)[7])                                        \
+            : [w0] "v"(W0), [w1] "v"(W1), [w2] "v"(W2), [w3] "v"(W3), [x] "r"(xv),                           \
+              "m"(*(const int8_t(*)[MQ_KACT_TT * 64])xv)                                                     \
+            : "zmm30", "zmm31")
+#define DP_TOK1(off, A)                                                                                        \
+    __asm__("vmovdqa64 " #off "(%[x]), %%zmm30\n\t"                                                           \
+            "vpdpbusd %%zmm30, %[w0], %[a0]\n\t"                                                              \
+            "vpdpbusd %%zmm30, %[w1], %[a1]\n\t"                                                              \
+            "vpdpbusd %%zmm30, %[w2], %[a2]\n\t"                                                              \
+            "vpdpbusd %%zmm30, %[w3], %[a3]\n\t"                                                              \
+            : [a0] "+v"((A)[0]), [a1] "+v"((A)[1]), [a2] "+v"((A)[2]), [a3] "+v"((A)[3])                     \
+            : [w0] "v"(W0), [w1] "v"(W1), [w2] "v"(W2), [w3] "v"(W3), [x] "r"(xv),                           \
+              "m"(*(const int8_t(*)[MQ_KACT_TT * 64])xv)                                                     \
+            : "zmm30")
+
+/* The n (8: a superblock, 1: a tail chunk) chunks of one step into the
+ * tile's NACC = 4 x 3 fp32 accumulators (all of them, the 12 int32 ones,
+ * 4 weight and 2 activation registers: 30 of the 32 zmm). */
+#define NACC (GR * MQ_KACT_TT)
+INLINE void tile_step(const uint8_t *wc, const int8_t *xc, const float *dp, const float *sp, bool grouped,
+                      __m512 *facc, const int n) {
+    _Static_assert(MQ_KACT_TT == 3, "tile_step's assembly is written for 3 tokens per tile");
+    __m512i acc[NACC];
+    UNROLL
+    for (int k = 0; k < NACC; k++) acc[k] = _mm512_setzero_si512();
+    UNROLL
+    for (int v = 0; v < n; v++) {
+        const uint8_t *wv = wc + (size_t)v * GR * 64;
+        const int8_t *xv = xc + (size_t)v * MQ_KACT_TT * 64;
+        __m512i W0 = _mm512_load_si512(wv), W1 = _mm512_load_si512(wv + 64), W2 = _mm512_load_si512(wv + 128),
+                W3 = _mm512_load_si512(wv + 192);
+        /* the activation stream comes from L2: into L1 8 chunks ahead */
+        _mm_prefetch((const char *)xv + 8 * MQ_KACT_TT * 64, _MM_HINT_T0);
+        _mm_prefetch((const char *)xv + 8 * MQ_KACT_TT * 64 + 64, _MM_HINT_T0);
+        _mm_prefetch((const char *)xv + 8 * MQ_KACT_TT * 64 + 128, _MM_HINT_T0);
+        DP_TOK2(0, acc);
+        DP_TOK1(128, acc + 8);
+    }
+    UNROLL
+    for (int j = 0; j < MQ_KACT_TT; j++) {
+        __m512 D = _mm512_load_ps(dp + 16 * j);
+        UNROLL
+        for (int i = 0; i < GR; i++) {
+            __m512 m = grouped ? _mm512_mul_ps(D, _mm512_load_ps(sp + 16 * i)) : D;
+            facc[4 * j + i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[4 * j + i]), m, facc[4 * j + i]);
         }
     }
 }
 
-/* Rows in tiles of GM_ROWS; every row tile passes over all tokens while its
- * weights (at most 4 rows * 5.6 KB at int8 for K = 5632) stay in L1. The
- * last 1-3 rows go one at a time. */
+/* Token tile T over steps s0..s1-1 of the unpacked slice: *part += the tile's sums (lane 4j + i). */
+INLINE void tile_slice(const mq_kact *a, int T, int s0, int s1, int ns, const uint8_t *wb, const float *sb,
+                       bool grouped, __m512 *part) {
+    int nc = a->kp / MQ_PACK_CHUNK;
+    const int8_t *xt = a->xt + (size_t)T * nc * MQ_KACT_TT * 64;
+    const float *dt = a->dt + (size_t)T * a->nsteps * MQ_KACT_TT * 16;
+    __m512 facc[16];
+    UNROLL
+    for (int k = 0; k < 16; k++) facc[k] = _mm512_setzero_ps();
+    const uint8_t *wc = wb;
+    for (int s = s0; s < s1; s++) {
+        const int8_t *xc = xt + (size_t)step_chunk(s, ns) * MQ_KACT_TT * 64;
+        const float *dp = dt + (size_t)s * MQ_KACT_TT * 16, *sp = sb + (size_t)(s - s0) * GR * 16;
+        if (s < ns) {
+            tile_step(wc, xc, dp, sp, grouped, facc, 8);
+            wc += 8 * GR * 64;
+        } else {
+            tile_step(wc, xc, dp, sp, grouped, facc, 1);
+            wc += GR * 64;
+        }
+    }
+    *part = _mm512_add_ps(*part, reduce16(facc));
+}
+
+/* Outputs of token tile (tokens t0..t0+nt-1, rows o..o+nr-1) from its sums
+ * part: times the row scale (per channel; groups folded it per step), plus
+ * sum_g b_g * G_g, plus the overflow terms ov (2x, rows x OV_T, token t0 at
+ * ov[0]); masked stores. */
+static void tile_out(const mq_packed *p, int o, int nr, const mq_kact *a, int t0, int nt, __m512 part, const float *ov,
+                     float *y, int ldy) {
+    int ng = p->ngroups, nb = a->kp / MQ_PACK_BLOCK;
+    __mmask8 rm = (__mmask8)((1u << nr) - 1);
+    __m512 out = part;
+    if (ng == 1) {
+        __m512 S = _mm512_broadcast_f32x4(_mm_maskz_loadu_ps(rm, p->scale + o));
+        __m512 Bv = _mm512_broadcast_f32x4(_mm_maskz_loadu_ps(rm, p->bias + o));
+        float g4[4];
+        for (int j = 0; j < 4; j++) g4[j] = j < nt ? a->gsum[(size_t)(t0 + j) * nb] : 0.0f;
+        __m512 Gv = _mm512_permutexvar_ps(_mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0),
+                                          _mm512_castps128_ps512(_mm_loadu_ps(g4)));
+        out = _mm512_fmadd_ps(Bv, Gv, _mm512_mul_ps(out, S));
+    } else {
+        __m512 bacc[16];
+        for (int k = 0; k < 16; k++) bacc[k] = _mm512_setzero_ps();
+        for (int g = 0; g < ng; g += 16) {
+            __mmask16 m = ng - g >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (ng - g)) - 1);
+            for (int j = 0; j < nt; j++) {
+                __m512 Gv = _mm512_maskz_loadu_ps(m, a->gsum + (size_t)(t0 + j) * nb + g);
+                for (int i = 0; i < nr; i++)
+                    bacc[4 * j + i] =
+                        _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, p->bias + (size_t)(o + i) * ng + g), Gv, bacc[4 * j + i]);
+            }
+        }
+        out = _mm512_add_ps(out, reduce16(bacc));
+    }
+    float res[16] __attribute__((aligned(64)));
+    if (ov) {
+        for (int k = 0; k < 16; k++) res[k] = 0.0f;
+        for (int j = 0; j < nt; j++)
+            for (int i = 0; i < nr; i++) res[4 * j + i] = ov[i * OV_T + j];
+        out = _mm512_add_ps(out, _mm512_load_ps(res));
+    }
+    _mm512_store_ps(res, out);
+    for (int j = 0; j < nt; j++) _mm_mask_storeu_ps(y + (size_t)(t0 + j) * ldy + o, rm, _mm_load_ps(res + 4 * j));
+}
+
 INLINE void gemm_r(const mq_packed *p, int o0, int o1, const mq_kact *a, float *y, int ldy, const int r) {
-    int o = o0;
-    for (; o + GM_ROWS <= o1; o += GM_ROWS) gemm_rows(p, o, a, y, ldy, r, GM_ROWS);
-    for (; o < o1; o++) gemm_rows(p, o, a, y, ldy, r, 1);
+    int B = a->B, ns = p->nsuper, nsteps = a->nsteps;
+    bool grouped = p->ngroups > 1;
+    uint8_t wb[WB_CHUNKS * GR * 64] __attribute__((aligned(64)));
+    float sb[WB_STEPS * GR * 16] __attribute__((aligned(64)));
+    float ov[GR * OV_T] __attribute__((aligned(64)));
+    __m512 part[TOK_CHUNK / MQ_KACT_TT];
+    int chunk = p->extra ? TOK_CHUNK_OV : TOK_CHUNK;
+    for (int o = o0; o < o1; o += GR) {
+        int nr = o1 - o < GR ? o1 - o : GR;
+        for (int tc = 0; tc < B; tc += chunk) {
+            int te = tc + chunk < B ? tc + chunk : B, ntile = (te - tc + MQ_KACT_TT - 1) / MQ_KACT_TT;
+            if (p->extra) over_chunk(p, o, nr, a, tc, te - tc, ov);
+            for (int q = 0; q < ntile; q++) part[q] = _mm512_setzero_ps();
+            for (int s0 = 0, s1; s0 < nsteps; s0 = s1) {
+                s1 = s0 + KS < ns ? s0 + KS : nsteps;
+                unpack_slice(p, o, nr, s0, s1, wb, sb, r);
+                for (int q = 0; q < ntile; q++)
+                    tile_slice(a, tc / MQ_KACT_TT + q, s0, s1, ns, wb, sb, grouped, &part[q]);
+            }
+            for (int q = 0; q < ntile; q++) {
+                int t0 = tc + MQ_KACT_TT * q, nt = te - t0 < MQ_KACT_TT ? te - t0 : MQ_KACT_TT;
+                tile_out(p, o, nr, a, t0, nt, part[q], p->extra ? ov + (t0 - tc) : NULL, y, ldy);
+            }
+        }
+    }
 }
 
 static void gemm_avx512(const mq_packed *p, int o0, int o1, const mq_kact *a, float *y, int ldy) {
+    if (a->B == 1 || !a->xt) { /* one token: the decode kernel */
+        gemv_avx512(p, o0, o1, a, y);
+        return;
+    }
     switch (p->bits) {
     case 8: gemm_r(p, o0, o1, a, y, ldy, 8); break;
     case 6: gemm_r(p, o0, o1, a, y, ldy, 6); break;
