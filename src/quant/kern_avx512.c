@@ -12,7 +12,7 @@
  *   P4: the 32 plane bytes broadcast to both 256-bit halves, the upper
  *       shifted right by 4, & 15                -> byte i = w[i]
  *   P1: the 64-bit word is a byte mask (vmovdqu8 with zeroing)
- * (gemv/gemm skip the shifts at widths 2 and 4: see unpack_scaled), so zmm
+ * (gemv skips the shifts at widths 2 and 4: see unpack_scaled), so zmm
  * byte i multiplies activation byte i of the same stored chunk (mq_kact.qs).
  * Superblocks (the first kp/512*512 columns): in each of the 8 stored chunks
  * of a superblock, bytes 4l..4l+3 are 4 columns of activation block l, so
@@ -88,7 +88,8 @@ INLINE __m512 chunk_scale(const float *s, int g0, int g1) {
 
 /* --------------------------------------------------- scaled unpacking */
 
-/* gemv and gemm skip the shifts of the 2- and 4-bit unpacks: each 128-bit
+/* gemv skips the shifts of the 2- and 4-bit unpacks (gemm unpacks once per
+ * slice, with them): each 128-bit
  * lane L of a P2 chunk keeps its field where it is (byte & 3 << 2L, i.e.
  * 4^L * w) and the upper half of a P4 chunk its high nibble (16 * w). The
  * int32 lanes of vpdpbusd then carry a constant factor per lane (at most
