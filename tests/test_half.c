@@ -307,6 +307,12 @@ static void compare_served(const char *path, const char *bits, const char *what)
     if (a && b) {
         CHECK(a->n_half > 0 && b->n_half == 0, "%s: %d 16-bit matrices served, %d in the float load", what, a->n_half,
               b->n_half);
+        if (!bits) { /* whole 16-bit sources: no fp32 copy of a big matrix, not even while loading */
+            const mq_config *c = &a->cfg;
+            size_t big = (size_t)c->dim * (size_t)c->hidden_dim;
+            CHECK(a->f32_peak < big, "%s: the served load held %zu fp32 values at its peak (a %zu-value matrix "
+                  "would be a widened copy)", what, a->f32_peak, big);
+        }
         float *la = run_logits(a, 9), *lb = run_logits(b, 9);
         rel_close(what, la, lb, (size_t)12 * a->cfg.vocab_size, 1e-5);
         free(la);

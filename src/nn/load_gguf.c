@@ -4,7 +4,9 @@
  * the <arch>.* keys, weights from the blk.N.* tensors (any type
  * mq_gguf_dequant handles; F16 and BF16 tensors are recorded as such for
  * the model's source dtypes, every other type as F32), the tokenizer from
- * tokenizer.ggml.*.
+ * tokenizer.ggml.*. A model loaded to be served (m->serve_half) has no fp32
+ * buffer for its big matrices: an F16/BF16 one is copied straight into its
+ * 16-bit form (quant/half.h), any other type dequantized into fp32.
  *
  * llama.cpp's converter permutes the rows of attn_q/attn_k of llama models so
  * that RoPE rotates adjacent pairs; we undo it here to keep one layout
@@ -17,6 +19,8 @@
  */
 #include "io/gguf.h"
 #include "nn/load_internal.h"
+#include "io/checkpoint.h"
+#include "quant/half.h"
 
 #include <string.h>
 
@@ -48,8 +52,13 @@ static mq_status need_u32(const ctx *x, const char *suffix, int *out) {
 }
 
 /* Load tensor `name` (ggml dims ne = [cols, rows], or [rows] when cols < 0)
- * into dst as fp32. */
-static mq_status load(mq_model *m, const ctx *x, const char *name, float *dst, int64_t rows, int64_t cols) {
+ * into *slot as fp32; when *slot is NULL (a served model's matrix, hslot
+ * given) an F16/BF16 tensor is copied straight into its 16-bit form
+ * (*hslot, no fp32 copy) and any other type dequantized into a new fp32
+ * buffer set in *slot. rope_heads > 0: a llama q/k projection, its rows
+ * reordered to rotate-half (file comment). */
+static mq_status load(mq_model *m, const ctx *x, const char *name, float **slot, const mq_half **hslot, int64_t rows,
+                      int64_t cols, int rope_heads) {
     const mq_gguf_tensor *t = mq_gguf_find_tensor(x->g, name);
     if (!t) return mq_fail(MQ_ERR_FORMAT, "%s: tensor '%s' not found", x->path, name);
     bool ok = cols < 0 ? (t->ndim == 1 && t->ne[0] == rows)
@@ -63,11 +72,36 @@ static mq_status load(mq_model *m, const ctx *x, const char *name, float *dst, i
                        "(ggml order: columns first)", x->path, name, (long long)t->ne[0],
                        (long long)(t->ndim > 1 ? t->ne[1] : 1), (long long)cols, (long long)rows);
     }
+    size_t n = (size_t)rows * (size_t)(cols < 0 ? 1 : cols);
+    int D = m->cfg.head_dim;
+    if (!*slot) {
+        MQ_ASSERT(hslot && cols > 0 && m->half_store);
+        if (t->type == MQ_GGML_F16 || t->type == MQ_GGML_BF16) {
+            mq_dtype dt = t->type == MQ_GGML_F16 ? MQ_DTYPE_F16 : MQ_DTYPE_BF16;
+            if (t->nbytes < n * sizeof(uint16_t))
+                return mq_fail(MQ_ERR_FORMAT, "%s: tensor '%s' is truncated", x->path, name);
+            int64_t bad = mq_find_nonfinite16(t->data, dt, n);
+            if (bad >= 0) {
+                uint16_t v = ((const uint16_t *)t->data)[bad];
+                return mq_fail(MQ_ERR_NUMERIC, "%s: tensor '%s' has a non-finite value (%g) at element %lld",
+                               x->path, name, dt == MQ_DTYPE_F16 ? mq_f16_to_f32(v) : mq_bf16_to_f32(v),
+                               (long long)bad);
+            }
+            mq_half *h = &m->half_store[m->n_half++];
+            mq_half_from_bits(t->data, (int)rows, (int)cols, dt, h);
+            if (rope_heads) mq_rope_rows_to_half_bytes(h->data, rope_heads, D, (size_t)cols * sizeof(uint16_t));
+            *hslot = h;
+            return MQ_OK;
+        }
+        *slot = mq_model_alloc(m, n);
+    }
+    float *dst = *slot;
     mq_status st = mq_gguf_dequant(t, dst);
     if (st) return st;
     if (t->type == MQ_GGML_F16) mq_model_note_src(m, dst, MQ_DTYPE_F16);
     else if (t->type == MQ_GGML_BF16) mq_model_note_src(m, dst, MQ_DTYPE_BF16);
-    return mq_check_finite(dst, (size_t)rows * (size_t)(cols < 0 ? 1 : cols), x->path, name);
+    if (rope_heads) mq_rope_rows_to_half(dst, rope_heads, D, cols);
+    return mq_check_finite(dst, n, x->path, name);
 }
 
 mq_status mq_load_gguf(const char *path, mq_model *m) {
@@ -131,36 +165,40 @@ mq_status mq_load_gguf(const char *path, mq_model *m) {
     int64_t C = c->dim, F = c->hidden_dim, V = c->vocab_size;
     int64_t QD = (int64_t)c->n_heads * c->head_dim, KD = (int64_t)c->n_kv_heads * c->head_dim;
     char n[128];
-#define LOAD(name_, dst, r, cl) \
-    if (st == MQ_OK) st = load(m, &x, (name_), (dst), (r), (cl))
-    LOAD("token_embd.weight", m->tok_emb, V, C);
+    bool llama = c->arch == MQ_ARCH_LLAMA;
+#define LOADH(name_, dst, hdst, r, cl, rope) \
+    if (st == MQ_OK) st = load(m, &x, (name_), &(dst), (hdst), (r), (cl), (rope))
+#define LOAD(name_, dst, r, cl) LOADH(name_, dst, NULL, r, cl, 0)
+    LOADH("token_embd.weight", m->tok_emb, &m->tok_half, V, C, 0);
+    if (c->tied_embeddings) m->lm_head = m->tok_emb;
     LOAD("output_norm.weight", m->final_norm, C, -1);
-    if (!c->tied_embeddings) LOAD("output.weight", m->lm_head, V, C);
+    if (!c->tied_embeddings) LOADH("output.weight", m->lm_head, &m->head_half, V, C, 0);
     for (int l = 0; l < c->n_layers && st == MQ_OK; l++) {
         mq_layer *L = &m->layers[l];
 #define LAYER(suffix, dst, r, cl)                        \
         snprintf(n, sizeof n, "blk.%d.%s", l, (suffix)); \
         LOAD(n, (dst), (r), (cl))
+#define LINEAR(kind, suffix, dst, r, cl, rope)           \
+        snprintf(n, sizeof n, "blk.%d.%s", l, (suffix)); \
+        LOADH(n, (dst), &L->half[kind], (r), (cl), (rope))
         LAYER("attn_norm.weight", L->attn_norm, C, -1);
-        LAYER("attn_q.weight", L->wq, QD, C);
-        LAYER("attn_k.weight", L->wk, KD, C);
-        LAYER("attn_v.weight", L->wv, KD, C);
-        LAYER("attn_output.weight", L->wo, C, QD);
+        LINEAR(MQ_LIN_Q, "attn_q.weight", L->wq, QD, C, llama ? c->n_heads : 0);
+        LINEAR(MQ_LIN_K, "attn_k.weight", L->wk, KD, C, llama ? c->n_kv_heads : 0);
+        LINEAR(MQ_LIN_V, "attn_v.weight", L->wv, KD, C, 0);
+        LINEAR(MQ_LIN_O, "attn_output.weight", L->wo, C, QD, 0);
         if (c->qkv_bias) {
             LAYER("attn_q.bias", L->bq, QD, -1);
             LAYER("attn_k.bias", L->bk, KD, -1);
             LAYER("attn_v.bias", L->bv, KD, -1);
         }
         LAYER("ffn_norm.weight", L->ffn_norm, C, -1);
-        LAYER("ffn_gate.weight", L->w_gate, F, C);
-        LAYER("ffn_up.weight", L->w_up, F, C);
-        LAYER("ffn_down.weight", L->w_down, C, F);
+        LINEAR(MQ_LIN_GATE, "ffn_gate.weight", L->w_gate, F, C, 0);
+        LINEAR(MQ_LIN_UP, "ffn_up.weight", L->w_up, F, C, 0);
+        LINEAR(MQ_LIN_DOWN, "ffn_down.weight", L->w_down, C, F, 0);
 #undef LAYER
-        if (st == MQ_OK && c->arch == MQ_ARCH_LLAMA) {
-            mq_rope_rows_to_half(L->wq, c->n_heads, c->head_dim, C);
-            mq_rope_rows_to_half(L->wk, c->n_kv_heads, c->head_dim, C);
-        }
+#undef LINEAR
     }
+#undef LOADH
 #undef LOAD
     /* the vocabulary is optional (a weights-only GGUF still runs on ids) */
     if (st == MQ_OK && mq_gguf_find_key(g, "tokenizer.ggml.model") >= 0)

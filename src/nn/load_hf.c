@@ -198,14 +198,6 @@ static mq_status parse_config(const char *path, mq_config *c, bool *tie_given) {
 
 /* ---------------------------------------------------------------- weights */
 
-/* Index of the first Inf/NaN among n F16/BF16 values, or -1. */
-static int64_t nonfinite16(const uint16_t *v, mq_dtype dt, size_t n) {
-    uint16_t e = dt == MQ_DTYPE_F16 ? 0x7C00 : 0x7F80; /* exponent all ones */
-    for (size_t i = 0; i < n; i++)
-        if ((v[i] & e) == e) return (int64_t)i;
-    return -1;
-}
-
 /* Load tensor `name` into *slot (fp32); when *slot is NULL (a served
  * model's matrix, hslot given) into *hslot if the file holds it 16-bit, else
  * into a new fp32 buffer set in *slot. */
@@ -240,7 +232,7 @@ static mq_status load_tensor(mq_model *m, const mq_st_set *s, const char *dir, c
     if (!*slot) {
         MQ_ASSERT(hslot && cols > 0 && m->half_store);
         if (t->dtype != MQ_DTYPE_F32) {
-            int64_t bad = nonfinite16(t->data, t->dtype, n);
+            int64_t bad = mq_find_nonfinite16(t->data, t->dtype, n);
             if (bad >= 0) {
                 uint16_t v = ((const uint16_t *)t->data)[bad];
                 return mq_fail(MQ_ERR_NUMERIC, "%s: tensor '%s' has a non-finite value (%g) at element %lld", dir,

@@ -27,6 +27,10 @@ void mq_rope_inv_freq(const mq_config *cfg, float *out);
  * adjacent-pair RoPE layout (llama.cpp GGUF, llama2.c) to rotate-half (HF):
  * within each head, row 2*i + j moves to j*D/2 + i. */
 void mq_rope_rows_to_half(float *w, int heads, int D, int64_t cols);
+/* The same permutation on rows of any element size (row = bytes per row). */
+void mq_rope_rows_to_half_bytes(void *w, int heads, int D, size_t row);
+/* Index of the first Inf/NaN among n F16/BF16 values, or -1. */
+int64_t mq_find_nonfinite16(const uint16_t *v, mq_dtype dt, size_t n);
 
 mq_status mq_load_hf(const char *dir, mq_model *m);
 mq_status mq_load_gguf(const char *path, mq_model *m);

@@ -25,6 +25,8 @@ float *mq_model_alloc(mq_model *m, size_t n) {
     float *p = mq_aligned_alloc(n * sizeof(float));
     memset(p, 0, n * sizeof(float));
     m->owned[m->n_owned++] = (struct mq_owned){.p = p, .n = n, .src = MQ_DTYPE_F32};
+    m->f32_now += n;
+    if (m->f32_now > m->f32_peak) m->f32_peak = m->f32_now;
     return p;
 }
 
@@ -49,6 +51,7 @@ void mq_model_release(mq_model *m, float *p) {
     struct mq_owned *o = find_owned(m, p);
     MQ_ASSERT(o);
     free(o->p);
+    m->f32_now -= o->n;
     *o = m->owned[--m->n_owned];
 }
 
@@ -117,9 +120,10 @@ void mq_model_alloc_weights(mq_model *m) {
     const mq_config *c = &m->cfg;
     size_t C = (size_t)c->dim, F = (size_t)c->hidden_dim, V = (size_t)c->vocab_size;
     size_t QD = (size_t)c->n_heads * c->head_dim, KD = (size_t)c->n_kv_heads * c->head_dim;
-    /* a served HF model: the loader makes the big matrices, 16-bit when the
-     * file holds them so (load_hf.c), so no fp32 buffer is made for them here */
-    bool lazy = m->serve_half && m->source_kind && !strcmp(m->source_kind, "hf");
+    /* a served HF or GGUF model: the loader makes the big matrices, 16-bit
+     * when the file holds them so (load_hf.c, load_gguf.c), so no fp32
+     * buffer is made for them here */
+    bool lazy = m->serve_half && m->source_kind && (!strcmp(m->source_kind, "hf") || !strcmp(m->source_kind, "gguf"));
     if (m->serve_half) m->half_store = mq_calloc((size_t)c->n_layers * 7 + 2, sizeof *m->half_store);
     m->tok_emb = lazy ? NULL : mq_model_alloc(m, V * C);
     m->lm_head = c->tied_embeddings ? m->tok_emb : lazy ? NULL : mq_model_alloc(m, V * C);
@@ -211,17 +215,26 @@ mq_status mq_config_validate(mq_model *m, const char *src) {
     return MQ_OK;
 }
 
-void mq_rope_rows_to_half(float *w, int heads, int D, int64_t cols) {
-    size_t row = (size_t)cols * sizeof(float);
-    float *tmp = mq_malloc((size_t)D * row);
+void mq_rope_rows_to_half_bytes(void *w, int heads, int D, size_t row) {
+    char *tmp = mq_malloc((size_t)D * row);
     for (int h = 0; h < heads; h++) {
-        float *base = w + (size_t)h * D * cols;
+        char *base = (char *)w + (size_t)h * D * row;
         for (int i = 0; i < D / 2; i++)
-            for (int j = 0; j < 2; j++)
-                memcpy(tmp + (size_t)(j * D / 2 + i) * cols, base + (size_t)(2 * i + j) * cols, row);
+            for (int j = 0; j < 2; j++) memcpy(tmp + (size_t)(j * D / 2 + i) * row, base + (size_t)(2 * i + j) * row, row);
         memcpy(base, tmp, (size_t)D * row);
     }
     free(tmp);
+}
+
+void mq_rope_rows_to_half(float *w, int heads, int D, int64_t cols) {
+    mq_rope_rows_to_half_bytes(w, heads, D, (size_t)cols * sizeof(float));
+}
+
+int64_t mq_find_nonfinite16(const uint16_t *v, mq_dtype dt, size_t n) {
+    uint16_t e = dt == MQ_DTYPE_F16 ? 0x7C00 : 0x7F80; /* exponent all ones */
+    for (size_t i = 0; i < n; i++)
+        if ((v[i] & e) == e) return (int64_t)i;
+    return -1;
 }
 
 mq_status mq_check_finite(const float *x, size_t n, const char *src, const char *tensor) {

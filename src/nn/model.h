@@ -103,6 +103,8 @@ typedef struct mq_model {
     struct mq_owned { float *p; size_t n; mq_dtype src; } *owned; /* every fp32 buffer this model
                               allocated: floats, and the dtype of the source tensor it was loaded from */
     int n_owned, cap_owned;
+    size_t f32_now, f32_peak; /* floats in owned buffers now, and the most at any time (load included):
+                                 a served 16-bit model never holds an fp32 copy of its big matrices */
 } mq_model;
 
 typedef struct {
