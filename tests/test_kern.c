@@ -241,8 +241,8 @@ static void shared_case(int B, int group, bool tall) {
 }
 
 /* Prompt products with more tokens than one pass of the AVX-512 gemm over
- * an unpacked slice (129 tokens; 63 with an overflow list, whose terms
- * are precomputed per 64) and a ragged last pass, and with more
+ * an unpacked slice (129 tokens, with the overflow terms precomputed per
+ * pass) and a ragged last pass, and with more
  * superblocks than one K-slice (4): every variant's gemm against the
  * scalar one. */
 static void long_batch_case(int cols, int group, int bits, bool extra, int B) {

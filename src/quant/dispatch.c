@@ -171,15 +171,18 @@ void mq_kact_group_sums(mq_kact *a, const mq_packed *p) {
     }
     a->gsum_group = p->group;
     if (p->extra && !a->xhat_ready) {
+        bool par = (size_t)a->B * (size_t)a->kp > 65536;
+#pragma omp parallel for if (par)
         for (int t = 0; t < a->B; t++) {
             const int8_t *q = a->q + (size_t)t * a->kp;
             const float *d = a->d + (size_t)t * nb;
             float *xh = a->xhat + (size_t)t * a->kp;
             for (int j = 0; j < a->kp; j++) xh[j] = d[j / MQ_PACK_BLOCK] * (float)q[j];
         }
-        if (a->B > 1) /* transposed in tiles of 16 tokens x 64 columns */
-            for (int t0 = 0; t0 < a->B; t0 += 16)
-                for (int j0 = 0; j0 < a->kp; j0 += 64) {
+        if (a->B > 1) /* transposed in tiles of 64 columns x 16 tokens (threads: disjoint columns) */
+#pragma omp parallel for if (par)
+            for (int j0 = 0; j0 < a->kp; j0 += 64)
+                for (int t0 = 0; t0 < a->B; t0 += 16) {
                     int t1 = t0 + 16 < a->B ? t0 + 16 : a->B, j1 = j0 + 64;
                     for (int j = j0; j < j1; j++)
                         for (int t = t0; t < t1; t++)

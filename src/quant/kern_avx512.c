@@ -326,59 +326,60 @@ static void gemv_avx512(const mq_packed *p, int o0, int o1, const mq_kact *a, fl
 
 /* --------------------------------------------------------------- gemm */
 
-#define OV_T 64 /* gemm: tokens per chunk of precomputed overflow terms */
+#define OV_T 144 /* gemm: tokens per pass of precomputed overflow terms at most (9 vectors of 16) */
+#define OV_V (OV_T / 16)
 
 /* The overflow terms of rows o..o+nr-1 (nr <= TR) for tokens tc..tc+nt-1
  * (nt <= OV_T) into ov[i * OV_T + t]: each overflow weight adds s_g times
  * its column of xhat_t (the chunk's tokens, 16 per vector). */
 static void over_chunk(const mq_packed *p, int o, int nr, const mq_kact *a, int tc, int nt, float *ov) {
-    int B = a->B, ng = p->ngroups, sh = group_shift(p);
-    __mmask16 m[4];
-    for (int k = 0; k < 4; k++) {
+    int B = a->B, ng = p->ngroups, sh = group_shift(p), nv = (nt + 15) / 16;
+    __mmask16 m[OV_V];
+    for (int k = 0; k < OV_V; k++) {
         int left = nt - 16 * k;
         m[k] = left >= 16 ? (__mmask16)0xFFFF : left > 0 ? (__mmask16)((1u << left) - 1) : 0;
     }
     for (int i = 0; i < nr; i++) {
         int row = o + i;
         const float *s = p->scale + (size_t)row * ng;
-        __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+        __m512 acc[OV_V];
+        for (int k = 0; k < OV_V; k++) acc[k] = _mm512_setzero_ps();
         for (uint32_t n = p->over_ptr[row]; n < p->over_ptr[row + 1]; n++) {
             uint32_t c = p->over_col[n];
             const float *xc = a->xhat_t + (size_t)c * B + tc;
             __m512 sv = _mm512_set1_ps(ng == 1 ? 1.0f : s[sh >= 0 ? (int)(c >> sh) : (int)(c / (uint32_t)p->group)]);
-            for (int k = 0; k < 4; k++)
-                if (m[k]) acc[k] = _mm512_fmadd_ps(sv, _mm512_maskz_loadu_ps(m[k], xc + 16 * k), acc[k]);
+            for (int k = 0; k < nv; k++) acc[k] = _mm512_fmadd_ps(sv, _mm512_maskz_loadu_ps(m[k], xc + 16 * k), acc[k]);
         }
         __m512 s0 = _mm512_set1_ps(ng == 1 ? s[0] : 1.0f);
-        for (int k = 0; k < 4; k++) _mm512_storeu_ps(ov + (size_t)i * OV_T + 16 * k, _mm512_mul_ps(acc[k], s0));
+        for (int k = 0; k < nv; k++) _mm512_storeu_ps(ov + (size_t)i * OV_T + 16 * k, _mm512_mul_ps(acc[k], s0));
     }
 }
 
-/* Prompt products (B > 1) in tiles of GR = 4 rows x MQ_KACT_TT = 4 tokens.
- * Per row tile, chunk of OV_T tokens and K-slice (KS superblocks: 4 rows x
- * 2048 codes = 8 KiB, which stay in L1 while the chunk's token tiles pass
- * over them) the packed codes are unpacked once into plain bytes (unpack),
- * rows interleaved in stored chunk order: chunk c of row i at
+/* Prompt products (B > 1) in tiles of GR = 4 rows x MQ_KACT_TT = 3 tokens.
+ * Per row tile, pass of up to TOK_CHUNK tokens and K-slice (KS superblocks:
+ * 4 rows x 2048 codes = 8 KiB, which stay in L1 while the pass's token
+ * tiles run over them) the packed codes are unpacked once into plain bytes
+ * (unpack), rows interleaved in stored chunk order: chunk c of row i at
  * wb[((c - c0) * GR + i) * 64]; with more than one group the steps' lane
  * scales likewise (sb). A token tile reads the activations and lane scales
  * in the tiled copies a->xt and a->dt (kern.h), so one pointer walks each
- * and 16 int32 accumulators take 16 vpdpbusd per chunk. After each step (a
- * superblock, or one tail chunk) they are converted and folded into 16 fp32
+ * and 12 int32 accumulators take 12 vpdpbusd per chunk. After each step (a
+ * superblock, or one tail chunk) they are converted and folded into 12 fp32
  * accumulators; after each slice those are reduced to one vector of the
- * tile's 16 sums (lane 4j + i: token j, row i; reduce16) and added to the
+ * tile's sums (lane 4j + i: token j, row i; reduce16) and added to the
  * tile's partial outputs. The row scale (per channel), the bias term and
  * the overflow terms are applied once per tile at the end. Rows past o1
  * are zero codes, tokens past B are zero in xt/dt; neither is stored.
- * Unpacking to plain codes costs one pass per 64 tokens, and makes every
- * width run the int8 inner loop. */
+ * Unpacking to plain codes costs one pass per 129 tokens, and makes every
+ * width run the int8 inner loop. docs/kernels.md draws it. */
 #define GR 4
 #define KS 4                   /* superblocks per K-slice */
 #define WB_CHUNKS (8 * KS + 7) /* chunks of a slice at most: KS superblocks and the tail chunks */
 #define WB_STEPS (KS + 7)
 /* tokens per pass over an unpacked slice, whole tiles: 129 (one pass for a
- * 128-token prompt), or with an overflow list at most OV_T (over_chunk) */
+ * 128-token prompt; <= OV_T, the overflow terms of a pass) */
 #define TOK_CHUNK (43 * MQ_KACT_TT)
-#define TOK_CHUNK_OV (OV_T / MQ_KACT_TT * MQ_KACT_TT)
+_Static_assert(TOK_CHUNK <= OV_T, "a pass's overflow terms must fit ov");
 
 /* out lane n = the sum of v[n]'s 16 lanes (a 16 x 16 transpose-add). */
 INLINE __m512 reduce16(const __m512 *v) {
@@ -560,11 +561,10 @@ INLINE void gemm_r(const mq_packed *p, int o0, int o1, const mq_kact *a, float *
     float sb[WB_STEPS * GR * 16] __attribute__((aligned(64)));
     float ov[GR * OV_T] __attribute__((aligned(64)));
     __m512 part[TOK_CHUNK / MQ_KACT_TT];
-    int chunk = p->extra ? TOK_CHUNK_OV : TOK_CHUNK;
     for (int o = o0; o < o1; o += GR) {
         int nr = o1 - o < GR ? o1 - o : GR;
-        for (int tc = 0; tc < B; tc += chunk) {
-            int te = tc + chunk < B ? tc + chunk : B, ntile = (te - tc + MQ_KACT_TT - 1) / MQ_KACT_TT;
+        for (int tc = 0; tc < B; tc += TOK_CHUNK) {
+            int te = tc + TOK_CHUNK < B ? tc + TOK_CHUNK : B, ntile = (te - tc + MQ_KACT_TT - 1) / MQ_KACT_TT;
             if (p->extra) over_chunk(p, o, nr, a, tc, te - tc, ov);
             for (int q = 0; q < ntile; q++) part[q] = _mm512_setzero_ps();
             for (int s0 = 0, s1; s0 < nsteps; s0 = s1) {
