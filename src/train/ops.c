@@ -399,17 +399,38 @@ static void grid_bwd(const mq_fq_group *g, float dA, float dZ, int top, float *d
     }
 }
 
-void fakequant_fwd(float *wq, const float *w, const float *u, const float *l, const mq_fq_shape *s) {
-    int G = group_of(s), ng = s->cols / G, N = s->grid_bits, top = (1 << N) - 1;
-    int d = N - s->bits, rtop = (1 << s->bits) - 1, half = d > 0 ? 1 << (d - 1) : 0;
+/* A shape's slice constants (asserted valid): G columns per group, ng
+ * groups per row, top = 2^N - 1 (the grid's last code), d = N - r, rtop =
+ * 2^r - 1 and half = 2^(d-1), the round-half-up offset (0 when d = 0). */
+typedef struct {
+    int G, ng, top, d, rtop, half;
+} fq_dims;
+static fq_dims dims_of(const mq_fq_shape *s) {
+    int G = group_of(s), N = s->grid_bits, d = N - s->bits;
     MQ_ASSERT(s->cols % G == 0 && s->bits >= 1 && s->bits <= N && N <= 8);
+    return (fq_dims){G, s->cols / G, (1 << N) - 1, d, (1 << s->bits) - 1, d > 0 ? 1 << (d - 1) : 0};
+}
+/* Parent code q sliced to r bits and back in parent units (DESIGN §2:
+ * min((q + half) >> d, rtop) << d); *kept: the slice did not clamp it. */
+static inline int slice_code(int q, const fq_dims *c, bool *kept) {
+    if (c->d == 0) {
+        *kept = true;
+        return q;
+    }
+    int t = (q + c->half) >> c->d;
+    *kept = t < c->rtop;
+    return (t < c->rtop ? t : c->rtop) << c->d;
+}
+
+void fakequant_fwd(float *wq, const float *w, const float *u, const float *l, const mq_fq_shape *s) {
+    const fq_dims c = dims_of(s);
 #pragma omp parallel for if ((size_t)s->rows * s->cols > 32768)
     for (int r = 0; r < s->rows; r++)
-        for (int k = 0; k < ng; k++) {
-            size_t ki = (size_t)r * ng + k, off = (size_t)r * s->cols + (size_t)k * G;
+        for (int k = 0; k < c.ng; k++) {
+            size_t ki = (size_t)r * c.ng + k, off = (size_t)r * s->cols + (size_t)k * c.G;
             mq_fq_group g;
-            fq_grid_of(&g, w + off, G, u[ki], l[ki], top);
-            for (int j = 0; j < G; j++) {
+            fq_grid_of(&g, w + off, c.G, u[ki], l[ki], c.top);
+            for (int j = 0; j < c.G; j++) {
                 if (g.a == 0) {
                     wq[off + j] = 0.0f;
                     continue;
@@ -419,31 +440,25 @@ void fakequant_fwd(float *wq, const float *w, const float *u, const float *l, co
                     wq[off + j] = q;
                     continue;
                 }
-                q = q < 0 ? 0.0f : q > (float)top ? (float)top : q;
-                int qs = (int)q;
-                if (d > 0) {
-                    int t = (qs + half) >> d;
-                    qs = (t < rtop ? t : rtop) << d;
-                }
-                wq[off + j] = g.a * ((float)qs - g.z);
+                q = q < 0 ? 0.0f : q > (float)c.top ? (float)c.top : q;
+                bool kept;
+                wq[off + j] = g.a * ((float)slice_code((int)q, &c, &kept) - g.z);
             }
         }
 }
 
 void fakequant_bwd(float *dw, float *du, float *dl, const float *dwq, const float *w, const float *u,
                    const float *l, const mq_fq_shape *s) {
-    int G = group_of(s), ng = s->cols / G, N = s->grid_bits, top = (1 << N) - 1;
-    int d = N - s->bits, rtop = (1 << s->bits) - 1, half = d > 0 ? 1 << (d - 1) : 0;
-    MQ_ASSERT(s->cols % G == 0 && s->bits >= 1 && s->bits <= N && N <= 8);
+    const fq_dims c = dims_of(s);
 #pragma omp parallel for if ((size_t)s->rows * s->cols > 32768)
     for (int r = 0; r < s->rows; r++)
-        for (int k = 0; k < ng; k++) {
-            size_t ki = (size_t)r * ng + k, off = (size_t)r * s->cols + (size_t)k * G;
+        for (int k = 0; k < c.ng; k++) {
+            size_t ki = (size_t)r * c.ng + k, off = (size_t)r * s->cols + (size_t)k * c.G;
             mq_fq_group g;
-            fq_grid_of(&g, w + off, G, u[ki], l[ki], top);
+            fq_grid_of(&g, w + off, c.G, u[ki], l[ki], c.top);
             if (g.a == 0) continue; /* wq = 0 identically */
             float dA = 0.0f, dZ = 0.0f;
-            for (int j = 0; j < G; j++) {
+            for (int j = 0; j < c.G; j++) {
                 float gr = dwq[off + j], x = w[off + j];
                 float qp = round_even(x / g.a) + g.z;
                 if (qp != qp) { /* NaN weight: the gradients become NaN too, so callers see it */
@@ -451,14 +466,9 @@ void fakequant_bwd(float *dw, float *du, float *dl, const float *dwq, const floa
                     dA += qp;
                     continue;
                 }
-                bool pass_q = qp > 0 && qp < (float)top;
-                int qs = (int)(qp < 0 ? 0.0f : qp > (float)top ? (float)top : qp);
-                bool pass_s = true;
-                if (d > 0) {
-                    int t = (qs + half) >> d;
-                    pass_s = t < rtop;
-                    qs = (t < rtop ? t : rtop) << d;
-                }
+                bool pass_q = qp > 0 && qp < (float)c.top;
+                bool pass_s;
+                int qs = slice_code((int)(qp < 0 ? 0.0f : qp > (float)c.top ? (float)c.top : qp), &c, &pass_s);
                 /* wq = a (s - z) */
                 dA += gr * ((float)qs - g.z);
                 dZ -= gr * g.a;
@@ -470,7 +480,7 @@ void fakequant_bwd(float *dw, float *du, float *dl, const float *dwq, const floa
                     dZ += gr * g.a;
                 }
             }
-            grid_bwd(&g, dA, dZ, top, dw ? dw + off : NULL, du ? du + ki : NULL, dl ? dl + ki : NULL);
+            grid_bwd(&g, dA, dZ, c.top, dw ? dw + off : NULL, du ? du + ki : NULL, dl ? dl + ki : NULL);
         }
 }
 
@@ -497,24 +507,22 @@ void fakequant_codes(uint8_t *q, mq_fq_group *g, const float *w, const float *u,
 }
 
 void fakequant_slice_fwd(float *wq, const uint8_t *q, const mq_fq_group *g, const mq_fq_shape *s) {
-    int G = group_of(s), ng = s->cols / G, N = s->grid_bits;
-    int d = N - s->bits, rtop = (1 << s->bits) - 1, half = d > 0 ? 1 << (d - 1) : 0;
-    MQ_ASSERT(s->cols % G == 0 && s->bits >= 1 && s->bits <= N && N <= 8);
+    const fq_dims c = dims_of(s);
 #pragma omp parallel for if ((size_t)s->rows * s->cols > 32768)
     for (int r = 0; r < s->rows; r++)
-        for (int k = 0; k < ng; k++) {
-            size_t ki = (size_t)r * ng + k, off = (size_t)r * s->cols + (size_t)k * G;
+        for (int k = 0; k < c.ng; k++) {
+            size_t ki = (size_t)r * c.ng + k, off = (size_t)r * s->cols + (size_t)k * c.G;
             float a = g[ki].a, z = g[ki].z;
             const uint8_t *qk = q + off;
             float *o = wq + off;
             if (a == 0) { /* as fakequant_fwd: +0 */
-                for (int j = 0; j < G; j++) o[j] = 0.0f;
-            } else if (d == 0) {
-                for (int j = 0; j < G; j++) o[j] = a * ((float)qk[j] - z);
-            } else {
-                for (int j = 0; j < G; j++) {
-                    int t = (qk[j] + half) >> d;
-                    o[j] = a * ((float)((t < rtop ? t : rtop) << d) - z);
+                for (int j = 0; j < c.G; j++) o[j] = 0.0f;
+            } else if (c.d == 0) {
+                for (int j = 0; j < c.G; j++) o[j] = a * ((float)qk[j] - z);
+            } else { /* slice_code written out: without the flag this loop vectorizes */
+                for (int j = 0; j < c.G; j++) {
+                    int t = (qk[j] + c.half) >> c.d;
+                    o[j] = a * ((float)((t < c.rtop ? t : c.rtop) << c.d) - z);
                 }
             }
         }
@@ -522,27 +530,22 @@ void fakequant_slice_fwd(float *wq, const uint8_t *q, const mq_fq_group *g, cons
 
 void fakequant_slice_bwd(float *dw, float *du, float *dl, const float *dwq, const float *w, const uint8_t *q,
                          const mq_fq_group *g, const mq_fq_shape *s) {
-    int G = group_of(s), ng = s->cols / G, N = s->grid_bits, top = (1 << N) - 1;
-    int d = N - s->bits, rtop = (1 << s->bits) - 1, half = d > 0 ? 1 << (d - 1) : 0;
-    MQ_ASSERT(s->cols % G == 0 && s->bits >= 1 && s->bits <= N && N <= 8);
+    const fq_dims c = dims_of(s);
 #pragma omp parallel for if ((size_t)s->rows * s->cols > 32768)
     for (int r = 0; r < s->rows; r++)
-        for (int k = 0; k < ng; k++) {
-            size_t ki = (size_t)r * ng + k, off = (size_t)r * s->cols + (size_t)k * G;
+        for (int k = 0; k < c.ng; k++) {
+            size_t ki = (size_t)r * c.ng + k, off = (size_t)r * s->cols + (size_t)k * c.G;
             const mq_fq_group *f = &g[ki];
             if (f->a == 0) continue; /* wq = 0 identically */
             /* wq = a (s - z): dA = sum gr (s - z) - sum_pass gr w / a, dZ = -a sum_blocked gr
              * (a passing element's dq/dz = 1 cancels its -a; see fakequant_bwd) */
             float sd = 0.0f, sw = 0.0f, sb = 0.0f;
-            for (int j = 0; j < G; j++) {
+            for (int j = 0; j < c.G; j++) {
                 float gr = dwq[off + j];
-                int qc = q[off + j], qs = qc;
-                bool pass = qc > 0 && qc < top;
-                if (d > 0) {
-                    int t = (qc + half) >> d;
-                    pass = pass && t < rtop;
-                    qs = (t < rtop ? t : rtop) << d;
-                }
+                int qc = q[off + j];
+                bool kept, pass = qc > 0 && qc < c.top;
+                int qs = slice_code(qc, &c, &kept);
+                pass = pass && kept;
                 sd += gr * ((float)qs - f->z);
                 if (pass) {
                     if (dw) dw[off + j] += gr;
@@ -551,7 +554,7 @@ void fakequant_slice_bwd(float *dw, float *du, float *dl, const float *dwq, cons
                     sb += gr;
                 }
             }
-            grid_bwd(f, sd - sw / f->a, -f->a * sb, top, dw ? dw + off : NULL, du ? du + ki : NULL,
+            grid_bwd(f, sd - sw / f->a, -f->a * sb, c.top, dw ? dw + off : NULL, du ? du + ki : NULL,
                      dl ? dl + ki : NULL);
         }
 }
