@@ -82,29 +82,25 @@ static float quant_block32(const float *x, int8_t *q, int32_t *sum) {
     return amax;
 }
 
-/* a->xt and a->dt from qs, d and dvec (kern.h): tiles of MQ_KACT_TT tokens,
- * the tokens past B zero. */
-static void tile_tokens(mq_kact *a) {
-    int B = a->B, kp = a->kp, nc = kp / MQ_PACK_CHUNK, nb = kp / MQ_PACK_BLOCK, ns = kp / MQ_PACK_SUPER;
-    int nsteps = ns + (nc - 8 * ns), B4 = (B + MQ_KACT_TT - 1) / MQ_KACT_TT * MQ_KACT_TT;
-    a->nsteps = nsteps;
-#pragma omp parallel for if ((size_t)B * kp > 65536)
-    for (int t = 0; t < B4; t++) {
-        int T = t / MQ_KACT_TT, j = t % MQ_KACT_TT;
-        int8_t *xt = a->xt + ((size_t)T * nc * MQ_KACT_TT + (size_t)j) * MQ_PACK_CHUNK;
-        float *dt = a->dt + ((size_t)T * nsteps * MQ_KACT_TT + (size_t)j) * 16;
-        if (t >= B) {
-            for (int c = 0; c < nc; c++) memset(xt + (size_t)c * MQ_KACT_TT * MQ_PACK_CHUNK, 0, MQ_PACK_CHUNK);
-            for (int s = 0; s < nsteps; s++) memset(dt + (size_t)s * MQ_KACT_TT * 16, 0, 16 * sizeof(float));
-            continue;
-        }
-        const int8_t *qs = a->qs + (size_t)t * kp;
-        for (int c = 0; c < nc; c++)
-            memcpy(xt + (size_t)c * MQ_KACT_TT * MQ_PACK_CHUNK, qs + (size_t)c * MQ_PACK_CHUNK, MQ_PACK_CHUNK);
-        const float *d = a->d + (size_t)t * nb, *dv = a->dvec + (size_t)t * (kp / 4);
-        for (int s = 0; s < nsteps; s++)
-            memcpy(dt + (size_t)s * MQ_KACT_TT * 16, s < ns ? d + 16 * s : dv + 16 * (8 * ns + s - ns),
-                   16 * sizeof(float));
+/* Token t's slots of a->xt and a->dt (kern.h): from its qs, d and dvec, or
+ * zeros for a padding token (t >= B). */
+static void tile_token(mq_kact *a, int t) {
+    int kp = a->kp, nc = kp / MQ_PACK_CHUNK, ns = kp / MQ_PACK_SUPER, nsteps = mq_kact_nsteps(kp);
+    int T = t / MQ_KACT_TT, j = t % MQ_KACT_TT;
+    int8_t *xt = a->xt + ((size_t)T * nc * MQ_KACT_TT + (size_t)j) * MQ_PACK_CHUNK;
+    float *dt = a->dt + ((size_t)T * nsteps * MQ_KACT_TT + (size_t)j) * 16;
+    bool pad = t >= a->B;
+    const int8_t *qs = a->qs + (size_t)t * kp;
+    const float *d = a->d + (size_t)t * (kp / MQ_PACK_BLOCK), *dv = a->dvec + (size_t)t * (kp / 4);
+    for (int c = 0; c < nc; c++) {
+        int8_t *dst = xt + (size_t)c * MQ_KACT_TT * MQ_PACK_CHUNK;
+        if (pad) memset(dst, 0, MQ_PACK_CHUNK);
+        else memcpy(dst, qs + (size_t)c * MQ_PACK_CHUNK, MQ_PACK_CHUNK);
+    }
+    for (int s = 0; s < nsteps; s++) {
+        float *dst = dt + (size_t)s * MQ_KACT_TT * 16;
+        if (pad) memset(dst, 0, 16 * sizeof(float));
+        else memcpy(dst, s < ns ? d + 16 * s : dv + 16 * (8 * ns + s - ns), 16 * sizeof(float));
     }
 }
 
@@ -156,8 +152,10 @@ void mq_kact_quantize(mq_kact *a, const float *x, int B, int cols) {
         float *dv = a->dvec + (size_t)t * (kp / 4);
         for (int c = 0; c < kp / MQ_PACK_CHUNK; c++)
             for (int l = 0; l < 16; l++) dv[c * 16 + l] = d[2 * c + l / 8];
+        if (B > 1 && a->xt) tile_token(a, t);
     }
-    if (B > 1 && a->xt) tile_tokens(a);
+    /* the last tile's padding tokens */
+    for (int t = B; B > 1 && a->xt && t % MQ_KACT_TT != 0; t++) tile_token(a, t);
 }
 
 void mq_kact_group_sums(mq_kact *a, const mq_packed *p) {

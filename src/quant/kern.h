@@ -43,16 +43,19 @@ typedef struct mq_kact {
     bool xhat_ready;   /* xhat holds the current activations */
     /* Prompt copies (B > 1) for the AVX-512 gemm, whose tile is MQ_KACT_TT
      * tokens: a step is a superblock (its 8 chunks) or one tail chunk,
-     * nsteps = kp/512 + (kp % 512)/64. Tokens past B (up to a multiple of
+     * nsteps = mq_kact_nsteps(kp). Tokens past B (up to a multiple of
      * MQ_KACT_TT) are zero. NULL when cap_b == 1. */
     int8_t *xt;        /* (B4, kp) qs tile by tile, chunk-major: chunk c of token TT*T + j at
                         * xt[((T * kp/64 + c) * TT + j) * 64] (TT = MQ_KACT_TT) */
     float *dt;         /* (B4/TT, nsteps, TT, 16) the 16 lane scales of each step per token: d of
                         * the superblock's 16 blocks, or a tail chunk's dvec */
-    int nsteps;
 } mq_kact;
 
 #define MQ_KACT_TT 3 /* tokens per tile of xt and dt */
+/* Steps of a row of kp columns: its superblocks, then one per tail chunk. */
+static inline int mq_kact_nsteps(int kp) {
+    return kp / MQ_PACK_SUPER + (kp % MQ_PACK_SUPER) / MQ_PACK_CHUNK;
+}
 
 /* Activation scratch for max_b tokens of at most max_cols inputs. */
 mq_kact *mq_kact_new(int max_b, int max_cols);

@@ -493,7 +493,7 @@ INLINE void tile_slice(const mq_kact *a, int T, int s0, int s1, int ns, const ui
                        bool grouped, __m512 *part) {
     int nc = a->kp / MQ_PACK_CHUNK;
     const int8_t *xt = a->xt + (size_t)T * nc * MQ_KACT_TT * 64;
-    const float *dt = a->dt + (size_t)T * a->nsteps * MQ_KACT_TT * 16;
+    const float *dt = a->dt + (size_t)T * mq_kact_nsteps(a->kp) * MQ_KACT_TT * 16;
     __m512 facc[16];
     UNROLL
     for (int k = 0; k < 16; k++) facc[k] = _mm512_setzero_ps();
@@ -555,7 +555,7 @@ static void tile_out(const mq_packed *p, int o, int nr, const mq_kact *a, int t0
 }
 
 INLINE void gemm_r(const mq_packed *p, int o0, int o1, const mq_kact *a, float *y, int ldy, const int r) {
-    int B = a->B, ns = p->nsuper, nsteps = a->nsteps;
+    int B = a->B, ns = p->nsuper, nsteps = mq_kact_nsteps(a->kp);
     bool grouped = p->ngroups > 1;
     uint8_t wb[WB_CHUNKS * GR * 64] __attribute__((aligned(64)));
     float sb[WB_STEPS * GR * 16] __attribute__((aligned(64)));
