@@ -1,13 +1,13 @@
 /*
- * test_vexp.c — train/vexp: mq_vexp against libm's expf over a sweep of
+ * test_vexp.c — core/vexp: mq_vexp against libm's expf over a sweep of
  * float bit patterns (every 97th pattern with |x| up to 104, both signs),
  * the special values, odd lengths (masked tails) and in place; the same
  * checks with the scalar fallback forced. Normal results within 2 ulp,
  * subnormal results within 2^-149 absolute.
- * Covers: src/train/vexp.c.
+ * Covers: src/core/vexp.c.
  */
 #include "check.h"
-#include "train/vexp.h"
+#include "core/vexp.h"
 
 #include <float.h>
 #include <math.h>

@@ -16,7 +16,7 @@
 #include "train/ops.h"
 
 #include "core/threads.h"
-#include "train/vexp.h"
+#include "core/vexp.h"
 
 #include <cblas.h>
 #include <math.h>

@@ -6,19 +6,19 @@
  * Not here: anything inside the transformer blocks (ops.c).
  * Numerics: the log-sum-exp is max-shifted and summed in double; KL and
  * cross-entropy sums are double; every exponential is an fp32 mq_vexp
- * (train/vexp.h, within 1-2 ulp of expf) over chunks of a row, its result
+ * (core/vexp.h, within 1-2 ulp of expf) over chunks of a row, its result
  * widened to double where it feeds a double sum.
  */
 #include "train/ops_lm.h"
 
-#include "train/vexp.h"
+#include "core/vexp.h"
 
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
 #include <string.h>
 
-/* Elements of a row exponentiated at once (train/vexp.h) into a stack buffer. */
+/* Elements of a row exponentiated at once (core/vexp.h) into a stack buffer. */
 #define CHUNK 512
 
 /* ------------------------------------------------------------ embedding */

@@ -7,7 +7,7 @@
  * Not here: other ISAs (an AVX2 body would follow the same steps with the
  * exponent added to the bits by hand, since AVX2 has no vscalefps).
  */
-#include "train/vexp.h"
+#include "core/vexp.h"
 
 #include <math.h>
 #include <stdlib.h>

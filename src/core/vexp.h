@@ -1,7 +1,7 @@
 /*
- * vexp.h — exp over arrays of fp32 for the training ops' softmaxes, KL and
- * SiLU: an AVX-512 polynomial (picked at run time) with a scalar fallback
- * that calls libm's expf.
+ * vexp.h — exp over arrays of fp32 for the softmaxes, KL and SiLU of the
+ * training ops and the forward pass: an AVX-512 polynomial (picked at run
+ * time) with a scalar fallback that calls libm's expf.
  *
  * Accuracy of the AVX-512 path (measured over every 97th float bit pattern
  * in [-104, 89] by tests/test_vexp.c): within 2 ulp of expf for normal
@@ -15,8 +15,8 @@
  * relative); the result scaled by 2^n with vscalefps, which produces
  * subnormals and overflow to inf itself.
  */
-#ifndef MQ_TRAIN_VEXP_H
-#define MQ_TRAIN_VEXP_H
+#ifndef MQ_CORE_VEXP_H
+#define MQ_CORE_VEXP_H
 
 #include <stdbool.h>
 #include <stddef.h>
