@@ -17,6 +17,8 @@
 #include "nn/model.h"
 
 #include "core/threads.h"
+#include "core/vexp.h"
+#include "nn/attn.h"
 
 #include "quant/half.h"
 #include "quant/kern.h"
@@ -188,13 +190,24 @@ static inline float gelu_tanh(float x) {
     return 0.5f * x * (1.0f + tanhf(k * (x + 0.044715f * x * x * x)));
 }
 
-/* hb = act(hb) * hb2 */
+#define GLU_PIECE 512 /* elements per exp call (a stack buffer) */
+
+/* hb = act(hb) * hb2; SiLU's exp through core/vexp.h, a piece at a time */
 static void glu_fwd(float *hb, const float *hb2, size_t n, mq_act act) {
+    size_t pieces = (n + GLU_PIECE - 1) / GLU_PIECE;
 #pragma omp parallel for if (n > 65536) /* a decode row (F ~ 6k) is cheaper than a fork-join */
-    for (size_t i = 0; i < n; i++) {
-        float g = hb[i];
-        g = act == MQ_ACT_SILU ? g / (1.0f + expf(-g)) : gelu_tanh(g);
-        hb[i] = g * hb2[i];
+    for (size_t k = 0; k < pieces; k++) {
+        size_t i0 = k * GLU_PIECE, m = n - i0 < GLU_PIECE ? n - i0 : GLU_PIECE;
+        float *g = hb + i0;
+        const float *u = hb2 + i0;
+        if (act != MQ_ACT_SILU) {
+            for (size_t i = 0; i < m; i++) g[i] = gelu_tanh(g[i]) * u[i];
+            continue;
+        }
+        float e[GLU_PIECE];
+        for (size_t i = 0; i < m; i++) e[i] = -g[i];
+        mq_vexp(e, e, m);
+        for (size_t i = 0; i < m; i++) g[i] = g[i] / (1.0f + e[i]) * u[i];
     }
 }
 
@@ -238,6 +251,18 @@ static void attention_fwd(mq_state *s, const mq_config *c, int layer, int B, int
     const float *vc = s->v_cache + (size_t)layer * s->max_ctx * KD;
     bool windowed = c->sliding_window > 0 && (!c->sliding_even_only || layer % 2 == 0);
     int W = c->sliding_window, tiles = (B + ATT_TILE - 1) / ATT_TILE;
+    if (B == 1) { /* decode: one query per head, every visible key (nn/attn.h) */
+        mq_attn_query_fn one = mq_attn_query();
+        int p = pos0, j0 = windowed && p - W + 1 > 0 ? p - W + 1 : 0;
+#pragma omp parallel for num_threads(s->nthreads) schedule(static)
+        for (int h = 0; h < H; h++) {
+            size_t koff = (size_t)(h / group) * D;
+            float *S = s->scores + (size_t)omp_get_thread_num() * ATT_TILE * s->max_ctx;
+            one(s->q + (size_t)h * D, kc + koff, vc + koff, KD, D, c->query_scale, c->attn_softcap, j0, p + 1, S,
+                s->att + (size_t)h * D);
+        }
+        return;
+    }
 #pragma omp parallel for collapse(2) num_threads(s->nthreads) schedule(dynamic, 1)
     for (int h = 0; h < H; h++) {
         for (int t = 0; t < tiles; t++) {
