@@ -186,7 +186,7 @@ static void one_case(int rows, int cols, int group, int r, bool extra) {
  * list), for decode (B = 1) and a prompt batch; mismatched inputs are
  * refused by mq_kern_can_share. */
 static void shared_case(int B, int group, bool tall) {
-    /* tall: rows enough for the dynamic decode tail of dispatch.c (>= 256) */
+    /* tall: rows enough for the dynamic tail of dispatch.c (>= 256; decode and prompt) */
     const int cols = 1088, bits[3] = {4, 2, 8};
     const int rows[3] = {tall ? 600 : 64, tall ? 264 : 16, tall ? 333 : 48};
     const bool extra[3] = {false, true, false};

@@ -241,27 +241,29 @@ bool mq_kern_float_forced(void) {
 
 /* ------------------------------------------------------------ product */
 
-#ifndef GV_TAIL
-#define GV_TAIL 8 /* decode: the last 1/GV_TAIL of each matrix's rows is shared out dynamically */
+#ifndef ROW_TAIL
+#define ROW_TAIL 8 /* the last 1/ROW_TAIL of each matrix's rows is shared out dynamically */
 #endif
-#define GV_CHUNK 32 /* rows per dynamic work item */
+#define ROW_CHUNK 32 /* rows per dynamic work item */
 
 /* Rows of the n matrices p[] (one quantized input a) on the OpenMP threads.
- * Each thread takes a static slice of whole 16-row blocks of every matrix
- * (one contiguous weight stream, which the kernels prefetch). Decode
- * (B = 1): only the first rows are sliced statically; the last
- * 1/GV_TAIL of each matrix is cut into items of GV_CHUNK rows taken from a
- * shared counter by whichever thread finishes first, so a thread slowed by
- * another job or an interrupt does not leave the other spinning at the
- * barrier. */
+ * Each thread takes a static slice of whole 16-row blocks of the first
+ * rows of every matrix (one contiguous weight stream, which the kernels
+ * prefetch); the last 1/ROW_TAIL of each matrix is cut into items of
+ * ROW_CHUNK rows taken from a shared counter by whichever thread finishes
+ * first, so a thread slowed by another job, an interrupt or the hypervisor
+ * does not leave the other spinning at the barrier. Fully dynamic rows were
+ * slower in decode (each item restarts the prefetch stream); static rows
+ * alone left one prompt thread idle for 1-10% of each product on this VM
+ * (docs/results.md §11). */
 static void run_rows(const mq_kern_ops *k, int n, const mq_packed *const *p, const mq_kact *a, int B,
                      float *const *y, int T) {
     int head[4], items[5] = {0};
     for (int i = 0; i < n; i++) {
         int R = p[i]->rows;
-        int tail = B == 1 && T > 1 ? R / GV_TAIL / GV_CHUNK * GV_CHUNK : 0;
+        int tail = T > 1 ? R / ROW_TAIL / ROW_CHUNK * ROW_CHUNK : 0;
         head[i] = R - tail;
-        items[i + 1] = items[i] + tail / GV_CHUNK;
+        items[i + 1] = items[i] + tail / ROW_CHUNK;
     }
     int next = 0;
 #pragma omp parallel num_threads(T)
@@ -278,8 +280,9 @@ static void run_rows(const mq_kern_ops *k, int n, const mq_packed *const *p, con
         int i = 0;
         for (int it; (it = __atomic_fetch_add(&next, 1, __ATOMIC_RELAXED)) < items[n];) {
             while (it >= items[i + 1]) i++;
-            int o0 = head[i] + (it - items[i]) * GV_CHUNK;
-            k->gemv(p[i], o0, o0 + GV_CHUNK, a, y[i]);
+            int o0 = head[i] + (it - items[i]) * ROW_CHUNK;
+            if (B == 1) k->gemv(p[i], o0, o0 + ROW_CHUNK, a, y[i]);
+            else k->gemm(p[i], o0, o0 + ROW_CHUNK, a, y[i], p[i]->rows);
         }
     }
 }
