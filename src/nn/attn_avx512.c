@@ -5,7 +5,8 @@
  *
  * Layout: a head's cache rows k_j, v_j are D contiguous floats, ld apart.
  * Scores: per key, the D products in 16-lane fp32 partial sums (a masked
- * load for D % 16), reduced once; exp over all of them at once (core/vexp);
+ * load for D % 16); per 16 keys one transposed reduction of the 16 partial
+ * vectors (the same 16 x 16 transpose-add as the gemm's, kern_avx512.c); exp over all of them at once (core/vexp);
  * output: per 16 columns of the head, one register accumulates p_j v_j over
  * every key (up to 4 such registers kept live together, D <= 64 per pass).
  * Not here: masking, batches (attn.h).
@@ -17,22 +18,44 @@
 #include <immintrin.h>
 #include <math.h>
 
+/* Lane n of the result = the sum of v[n]'s 16 lanes (a 16 x 16 transpose-add). */
+static inline __m512 reduce16(const __m512 *v) {
+    __m512 s[8], t[4];
+    for (int m = 0; m < 8; m++)
+        s[m] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * m], v[2 * m + 1]), _mm512_unpackhi_ps(v[2 * m], v[2 * m + 1]));
+    for (int m = 0; m < 4; m++) {
+        __m512d a = _mm512_castps_pd(s[2 * m]), b = _mm512_castps_pd(s[2 * m + 1]);
+        t[m] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(a, b)), _mm512_castpd_ps(_mm512_unpackhi_pd(a, b)));
+    }
+    __m512 u01 = _mm512_add_ps(_mm512_shuffle_f32x4(t[0], t[1], 0x88), _mm512_shuffle_f32x4(t[0], t[1], 0xDD));
+    __m512 u23 = _mm512_add_ps(_mm512_shuffle_f32x4(t[2], t[3], 0x88), _mm512_shuffle_f32x4(t[2], t[3], 0xDD));
+    return _mm512_add_ps(_mm512_shuffle_f32x4(u01, u23, 0x88), _mm512_shuffle_f32x4(u01, u23, 0xDD));
+}
+
 void mq_attn_query_avx512(const float *q, const float *kc, const float *vc, size_t ld, int D, float scale,
                           float softcap, int j0, int j1, float *scores, float *out) {
     int nj = j1 - j0, nv = (D + 15) / 16;
     __mmask16 last = D % 16 ? (__mmask16)((1u << (D % 16)) - 1) : (__mmask16)0xFFFF;
     float mx = -INFINITY;
-    for (int j = 0; j < nj; j++) {
-        const float *k = kc + (size_t)(j0 + j) * ld;
-        __m512 acc = _mm512_setzero_ps();
-        for (int c = 0; c < nv; c++) {
-            __mmask16 m = c == nv - 1 ? last : (__mmask16)0xFFFF;
-            acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, q + 16 * c), _mm512_maskz_loadu_ps(m, k + 16 * c), acc);
+    for (int jb = 0; jb < nj; jb += 16) { /* 16 keys: 16 partial-sum vectors, one transposed reduction */
+        int nk = nj - jb < 16 ? nj - jb : 16;
+        __m512 acc[16];
+        for (int i = 0; i < 16; i++) acc[i] = _mm512_setzero_ps();
+        for (int i = 0; i < nk; i++) {
+            const float *k = kc + (size_t)(j0 + jb + i) * ld;
+            for (int c = 0; c < nv; c++) {
+                __mmask16 m = c == nv - 1 ? last : (__mmask16)0xFFFF;
+                acc[i] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, q + 16 * c), _mm512_maskz_loadu_ps(m, k + 16 * c), acc[i]);
+            }
         }
-        float s = scale * _mm512_reduce_add_ps(acc);
-        if (softcap > 0) s = tanhf(s / softcap) * softcap;
-        scores[j] = s;
-        if (s > mx) mx = s;
+        float sv[16];
+        _mm512_storeu_ps(sv, _mm512_mul_ps(_mm512_set1_ps(scale), reduce16(acc)));
+        for (int i = 0; i < nk; i++) {
+            float x = sv[i];
+            if (softcap > 0) x = tanhf(x / softcap) * softcap;
+            scores[jb + i] = x;
+            if (x > mx) mx = x;
+        }
     }
     __m512 vmx = _mm512_set1_ps(mx);
     int j = 0;
