@@ -5,9 +5,9 @@
  */
 #include "nn/attn.h"
 
+#include "core/vexp.h"
+
 #include <math.h>
-#include <stdlib.h>
-#include <string.h>
 
 void mq_attn_query_ref(const float *q, const float *kc, const float *vc, size_t ld, int D, float scale,
                        float softcap, int j0, int j1, float *scores, float *out) {
@@ -36,23 +36,6 @@ void mq_attn_query_ref(const float *q, const float *kc, const float *vc, size_t 
     }
 }
 
-static int pick(void) {
-#if defined(__x86_64__) || defined(__i386__)
-    const char *e = getenv("MQ_KERNELS");
-    if (e && !strcmp(e, "scalar")) return 0;
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") ? 1 : 0;
-#else
-    return 0;
-#endif
-}
-
-mq_attn_query_fn mq_attn_query(void) {
-    static int choice = -1; /* every thread picks the same value */
-    int c = __atomic_load_n(&choice, __ATOMIC_RELAXED);
-    if (c < 0) {
-        c = pick();
-        __atomic_store_n(&choice, c, __ATOMIC_RELAXED);
-    }
-    return c == 1 ? mq_attn_query_avx512 : mq_attn_query_ref;
-}
+/* The AVX-512 variant runs exactly where core/vexp's AVX-512 path does
+ * (AVX-512F present, MQ_KERNELS not "scalar"): one decision for both. */
+mq_attn_query_fn mq_attn_query(void) { return mq_vexp_simd() ? mq_attn_query_avx512 : mq_attn_query_ref; }
