@@ -3,7 +3,7 @@
  * the decode step's attention (one token, every head): scores, soft-capping,
  * softmax and the weighted sum of values in one pass over the head's cache
  * rows, instead of two OpenBLAS calls per head whose packing of K and V
- * cost more than the products (~9% of an int2 decode step on the 1.1B
+ * cost more than the products (~12% of an int2 decode step on the 1.1B
  * shape, docs/results.md §11).
  *
  * A scalar reference (the spec) and an AVX-512 variant, picked at run time

@@ -6,31 +6,22 @@
  * Layout: a head's cache rows k_j, v_j are D contiguous floats, ld apart.
  * Scores: per key, the D products in 16-lane fp32 partial sums (a masked
  * load for D % 16); per 16 keys one transposed reduction of the 16 partial
- * vectors (the same 16 x 16 transpose-add as the gemm's, kern_avx512.c); exp over all of them at once (core/vexp);
+ * vectors (core/reduce16_avx512.h, shared with the gemm); exp over all of
+ * them at once (core/vexp);
  * output: per 16 columns of the head, one register accumulates p_j v_j over
  * every key (up to 4 such registers kept live together, D <= 64 per pass).
  * Not here: masking, batches (attn.h).
  */
 #include "nn/attn.h"
 
+#include "core/reduce16_avx512.h"
 #include "core/vexp.h"
 
 #include <immintrin.h>
 #include <math.h>
 
-/* Lane n of the result = the sum of v[n]'s 16 lanes (a 16 x 16 transpose-add). */
-static inline __m512 reduce16(const __m512 *v) {
-    __m512 s[8], t[4];
-    for (int m = 0; m < 8; m++)
-        s[m] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * m], v[2 * m + 1]), _mm512_unpackhi_ps(v[2 * m], v[2 * m + 1]));
-    for (int m = 0; m < 4; m++) {
-        __m512d a = _mm512_castps_pd(s[2 * m]), b = _mm512_castps_pd(s[2 * m + 1]);
-        t[m] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(a, b)), _mm512_castpd_ps(_mm512_unpackhi_pd(a, b)));
-    }
-    __m512 u01 = _mm512_add_ps(_mm512_shuffle_f32x4(t[0], t[1], 0x88), _mm512_shuffle_f32x4(t[0], t[1], 0xDD));
-    __m512 u23 = _mm512_add_ps(_mm512_shuffle_f32x4(t[2], t[3], 0x88), _mm512_shuffle_f32x4(t[2], t[3], 0xDD));
-    return _mm512_add_ps(_mm512_shuffle_f32x4(u01, u23, 0x88), _mm512_shuffle_f32x4(u01, u23, 0xDD));
-}
+/* The lanes of chunk c of nv: all but the last, which has `last`. */
+static inline __mmask16 chunk_mask(int c, int nv, __mmask16 last) { return c == nv - 1 ? last : (__mmask16)0xFFFF; }
 
 void mq_attn_query_avx512(const float *q, const float *kc, const float *vc, size_t ld, int D, float scale,
                           float softcap, int j0, int j1, float *scores, float *out) {
@@ -44,12 +35,12 @@ void mq_attn_query_avx512(const float *q, const float *kc, const float *vc, size
         for (int i = 0; i < nk; i++) {
             const float *k = kc + (size_t)(j0 + jb + i) * ld;
             for (int c = 0; c < nv; c++) {
-                __mmask16 m = c == nv - 1 ? last : (__mmask16)0xFFFF;
+                __mmask16 m = chunk_mask(c, nv, last);
                 acc[i] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, q + 16 * c), _mm512_maskz_loadu_ps(m, k + 16 * c), acc[i]);
             }
         }
         float sv[16];
-        _mm512_storeu_ps(sv, _mm512_mul_ps(_mm512_set1_ps(scale), reduce16(acc)));
+        _mm512_storeu_ps(sv, _mm512_mul_ps(_mm512_set1_ps(scale), mq_reduce16(acc)));
         for (int i = 0; i < nk; i++) {
             float x = sv[i];
             if (softcap > 0) x = tanhf(x / softcap) * softcap;
@@ -74,12 +65,12 @@ void mq_attn_query_avx512(const float *q, const float *kc, const float *vc, size
             const float *v = vc + (size_t)(j0 + j) * ld + 16 * c0;
             __m512 p = _mm512_set1_ps(scores[j]);
             for (int c = 0; c < n; c++) {
-                __mmask16 m = c0 + c == nv - 1 ? last : (__mmask16)0xFFFF;
+                __mmask16 m = chunk_mask(c0 + c, nv, last);
                 o[c] = _mm512_fmadd_ps(p, _mm512_maskz_loadu_ps(m, v + 16 * c), o[c]);
             }
         }
         for (int c = 0; c < n; c++) {
-            __mmask16 m = c0 + c == nv - 1 ? last : (__mmask16)0xFFFF;
+            __mmask16 m = chunk_mask(c0 + c, nv, last);
             _mm512_mask_storeu_ps(out + 16 * (c0 + c), m, _mm512_mul_ps(o[c], inv));
         }
     }

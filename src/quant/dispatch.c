@@ -256,6 +256,12 @@ bool mq_kern_float_forced(void) {
  * slower in decode (each item restarts the prefetch stream); static rows
  * alone left one prompt thread idle for 1-10% of each product on this VM
  * (docs/results.md §11). */
+/* Rows o0..o1-1 of p: the decode kernel for one token, else the prompt kernel. */
+static inline void rows(const mq_kern_ops *k, const mq_packed *p, int o0, int o1, const mq_kact *a, int B, float *y) {
+    if (B == 1) k->gemv(p, o0, o1, a, y);
+    else k->gemm(p, o0, o1, a, y, p->rows);
+}
+
 static void run_rows(const mq_kern_ops *k, int n, const mq_packed *const *p, const mq_kact *a, int B,
                      float *const *y, int T) {
     int head[4], items[5] = {0};
@@ -272,17 +278,13 @@ static void run_rows(const mq_kern_ops *k, int n, const mq_packed *const *p, con
         for (int i = 0; i < n; i++) {
             int o0, o1;
             mq_thread_slice(head[i], 16, t, nt, &o0, &o1);
-            if (o1 > o0) {
-                if (B == 1) k->gemv(p[i], o0, o1, a, y[i]);
-                else k->gemm(p[i], o0, o1, a, y[i], p[i]->rows);
-            }
+            if (o1 > o0) rows(k, p[i], o0, o1, a, B, y[i]);
         }
         int i = 0;
         for (int it; (it = __atomic_fetch_add(&next, 1, __ATOMIC_RELAXED)) < items[n];) {
             while (it >= items[i + 1]) i++;
             int o0 = head[i] + (it - items[i]) * ROW_CHUNK;
-            if (B == 1) k->gemv(p[i], o0, o0 + ROW_CHUNK, a, y[i]);
-            else k->gemm(p[i], o0, o0 + ROW_CHUNK, a, y[i], p[i]->rows);
+            rows(k, p[i], o0, o0 + ROW_CHUNK, a, B, y[i]);
         }
     }
 }

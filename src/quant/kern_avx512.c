@@ -26,6 +26,8 @@
  */
 #include "quant/kern.h"
 
+#include "core/reduce16_avx512.h"
+
 #include <immintrin.h>
 #include <string.h>
 
@@ -366,7 +368,7 @@ static void over_chunk(const mq_packed *p, int o, int nr, const mq_kact *a, int 
  * and 12 int32 accumulators take 12 vpdpbusd per chunk. After each step (a
  * superblock, or one tail chunk) they are converted and folded into 12 fp32
  * accumulators; after each slice those are reduced to one vector of the
- * tile's sums (lane 4j + i: token j, row i; reduce16) and added to the
+ * tile's sums (lane 4j + i: token j, row i; mq_reduce16) and added to the
  * tile's partial outputs. The row scale (per channel), the bias term and
  * the overflow terms are applied once per tile at the end. Rows past o1
  * are zero codes, tokens past B are zero in xt/dt; neither is stored.
@@ -380,20 +382,6 @@ static void over_chunk(const mq_packed *p, int o, int nr, const mq_kact *a, int 
  * 128-token prompt; <= OV_T, the overflow terms of a pass) */
 #define TOK_CHUNK (43 * MQ_KACT_TT)
 _Static_assert(TOK_CHUNK <= OV_T, "a pass's overflow terms must fit ov");
-
-/* out lane n = the sum of v[n]'s 16 lanes (a 16 x 16 transpose-add). */
-INLINE __m512 reduce16(const __m512 *v) {
-    __m512 s[8], q[4];
-    for (int m = 0; m < 8; m++) /* 128-bit lane L: v2m_0+2, v2m+1_0+2, v2m_1+3, v2m+1_1+3 */
-        s[m] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * m], v[2 * m + 1]), _mm512_unpackhi_ps(v[2 * m], v[2 * m + 1]));
-    for (int m = 0; m < 4; m++) { /* 128-bit lane L: the lane-L sums of v4m..v4m+3 */
-        __m512d a = _mm512_castps_pd(s[2 * m]), b = _mm512_castps_pd(s[2 * m + 1]);
-        q[m] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(a, b)), _mm512_castpd_ps(_mm512_unpackhi_pd(a, b)));
-    }
-    __m512 u01 = _mm512_add_ps(_mm512_shuffle_f32x4(q[0], q[1], 0x88), _mm512_shuffle_f32x4(q[0], q[1], 0xDD));
-    __m512 u23 = _mm512_add_ps(_mm512_shuffle_f32x4(q[2], q[3], 0x88), _mm512_shuffle_f32x4(q[2], q[3], 0xDD));
-    return _mm512_add_ps(_mm512_shuffle_f32x4(u01, u23, 0x88), _mm512_shuffle_f32x4(u01, u23, 0xDD));
-}
 
 /* The first chunk of step s (kern.h: a superblock for s < ns, then one tail chunk each). */
 INLINE int step_chunk(int s, int ns) { return s < ns ? 8 * s : 8 * ns + (s - ns); }
@@ -509,7 +497,7 @@ INLINE void tile_slice(const mq_kact *a, int T, int s0, int s1, int ns, const ui
             wc += GR * 64;
         }
     }
-    *part = _mm512_add_ps(*part, reduce16(facc));
+    *part = _mm512_add_ps(*part, mq_reduce16(facc));
 }
 
 /* Outputs of token tile (tokens t0..t0+nt-1, rows o..o+nr-1) from its sums
@@ -541,7 +529,7 @@ static void tile_out(const mq_packed *p, int o, int nr, const mq_kact *a, int t0
                         _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, p->bias + (size_t)(o + i) * ng + g), Gv, bacc[4 * j + i]);
             }
         }
-        out = _mm512_add_ps(out, reduce16(bacc));
+        out = _mm512_add_ps(out, mq_reduce16(bacc));
     }
     float res[16] __attribute__((aligned(64)));
     if (ov) {
