@@ -31,6 +31,7 @@ LIB     := $(BUILD)/libmatquant.a
 $(BUILD)/obj/src/quant/kern_avx2.o:   CFLAGS += -mavx2 -mfma -mf16c
 $(BUILD)/obj/src/quant/kern_avx512.o: CFLAGS += -mavx512f -mavx512bw -mavx512vl -mavx512vnni -mavx2 -mfma -mf16c
 $(BUILD)/obj/src/nn/attn_avx512.o:     CFLAGS += -mavx512f -mfma
+$(BUILD)/obj/src/nn/attn_avx2.o:       CFLAGS += -mavx2 -mfma
 
 .PHONY: all test asan ubsan sanitize demo bench clean help deps golden
 all: $(BUILD)/matquant

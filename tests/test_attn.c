@@ -6,7 +6,7 @@
  * 0, cache rows wider than a head (ld > D, as in the KV cache), with and
  * without soft-capping, and scores large enough for the max subtraction to
  * matter. Outputs are NaN-poisoned before each call.
- * Covers: src/nn/attn.c, src/nn/attn_avx512.c.
+ * Covers: src/nn/attn.c, src/nn/attn_avx512.c, src/nn/attn_avx2.c.
  */
 #include "check.h"
 #include "nn/attn.h"
@@ -59,21 +59,29 @@ static void one_case(int D, int extra, int j0, int nj, float scale, float softca
     }
     CHECK(e_ref <= 2e-5, "reference vs double: D %d, keys %d..%d, softcap %g: max error %g", D, j0, j1 - 1,
           softcap, e_ref);
-    if (__builtin_cpu_supports("avx512f")) {
-        mq_attn_query_avx512(q, kc, vc, ld, D, scale, softcap, j0, j1, sc, got);
+    const char *names[] = {"avx512", "avx2"};
+    mq_attn_query_fn fns[] = {mq_attn_query_avx512, mq_attn_query_avx2};
+    bool runs[] = {__builtin_cpu_supports("avx512f"), __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")};
+    for (int v = 0; v < 2; v++) {
+        if (!runs[v]) continue;
+        e_simd = 0;
+        for (int d = 0; d < D; d++) got[d] = NAN;
+        fns[v](q, kc, vc, ld, D, scale, softcap, j0, j1, sc, got);
         for (int d = 0; d < D; d++) {
             double e = fabs((double)got[d] - ref[d]);
             if (!(e <= e_simd)) e_simd = isnan(e) ? INFINITY : e;
         }
-        CHECK(e_simd <= 2e-5, "avx512 vs reference: D %d, keys %d..%d, softcap %g: max error %g", D, j0, j1 - 1,
-              softcap, e_simd);
+        CHECK(e_simd <= 2e-5, "%s vs reference: D %d, keys %d..%d, softcap %g: max error %g", names[v], D, j0,
+              j1 - 1, softcap, e_simd);
     }
     free(q), free(kc), free(vc), free(sc), free(ref), free(got), free(want);
 }
 
 int main(void) {
     __builtin_cpu_init();
-    if (!__builtin_cpu_supports("avx512f")) SKIP("this CPU has no AVX-512F: only the reference is checked");
+    if (!__builtin_cpu_supports("avx512f")) SKIP("this CPU has no AVX-512F: that variant is not checked");
+    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma"))
+        SKIP("this CPU has no AVX2+FMA: that variant is not checked");
     int Ds[] = {1, 7, 16, 17, 48, 64, 80, 128, 130, 256};
     int ranges[][2] = {{0, 1}, {0, 7}, {3, 16}, {5, 31}, {0, 190}, {37, 301}};
     for (size_t a = 0; a < sizeof Ds / sizeof *Ds; a++)

@@ -1,13 +1,15 @@
 /*
  * attn.c — the scalar reference of attn.h and the run-time choice of variant.
- * Not here: the AVX-512 variant (attn_avx512.c, the only file built with
- * AVX-512 flags for it).
+ * Not here: the SIMD variants (attn_avx512.c, attn_avx2.c, built with their
+ * ISA's flags).
  */
 #include "nn/attn.h"
 
 #include "core/vexp.h"
 
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
 void mq_attn_query_ref(const float *q, const float *kc, const float *vc, size_t ld, int D, float scale,
                        float softcap, int j0, int j1, float *scores, float *out) {
@@ -37,5 +39,12 @@ void mq_attn_query_ref(const float *q, const float *kc, const float *vc, size_t 
 }
 
 /* The AVX-512 variant runs exactly where core/vexp's AVX-512 path does
- * (AVX-512F present, MQ_KERNELS not "scalar"): one decision for both. */
-mq_attn_query_fn mq_attn_query(void) { return mq_vexp_simd() ? mq_attn_query_avx512 : mq_attn_query_ref; }
+ * (AVX-512F present, MQ_KERNELS not "scalar"): one decision for both; the
+ * AVX2 one where the CPU has AVX2 and FMA and MQ_KERNELS is not "scalar". */
+mq_attn_query_fn mq_attn_query(void) {
+    if (mq_vexp_simd()) return mq_attn_query_avx512;
+    const char *env = getenv("MQ_KERNELS");
+    if (env && !strcmp(env, "scalar")) return mq_attn_query_ref;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return mq_attn_query_avx2;
+    return mq_attn_query_ref;
+}

@@ -6,9 +6,10 @@
  * cost more than the products (~12% of an int2 decode step on the 1.1B
  * shape, docs/results.md §11).
  *
- * A scalar reference (the spec) and an AVX-512 variant, picked at run time
- * (MQ_KERNELS=scalar forces the reference); they differ only in the order
- * of float additions and in exp (core/vexp.h), tests/test_attn.c bounds it.
+ * A scalar reference (the spec), an AVX-512 and an AVX2 + FMA variant,
+ * picked at run time (MQ_KERNELS=scalar forces the reference); they differ
+ * only in the order of float additions and in exp (core/vexp.h),
+ * tests/test_attn.c bounds it.
  *
  * Not here: masking (the caller passes the visible keys j0..j1-1, which a
  * decode query sees all of), batches of queries (forward.c keeps OpenBLAS
@@ -30,7 +31,10 @@ void mq_attn_query_ref(const float *q, const float *kc, const float *vc, size_t 
                        float softcap, int j0, int j1, float *scores, float *out);
 void mq_attn_query_avx512(const float *q, const float *kc, const float *vc, size_t ld, int D, float scale,
                           float softcap, int j0, int j1, float *scores, float *out);
-/* The variant this CPU and MQ_KERNELS select (the reference without AVX-512). */
+void mq_attn_query_avx2(const float *q, const float *kc, const float *vc, size_t ld, int D, float scale,
+                        float softcap, int j0, int j1, float *scores, float *out);
+/* The variant this CPU and MQ_KERNELS select: AVX-512 where vexp uses it,
+ * else AVX2 + FMA where the CPU has them (MQ_KERNELS=scalar: the reference). */
 mq_attn_query_fn mq_attn_query(void);
 
 #endif
