@@ -6,10 +6,9 @@
 #include "nn/attn.h"
 
 #include "core/vexp.h"
+#include "quant/kern.h"
 
 #include <math.h>
-#include <stdlib.h>
-#include <string.h>
 
 void mq_attn_query_ref(const float *q, const float *kc, const float *vc, size_t ld, int D, float scale,
                        float softcap, int j0, int j1, float *scores, float *out) {
@@ -39,12 +38,11 @@ void mq_attn_query_ref(const float *q, const float *kc, const float *vc, size_t 
 }
 
 /* The AVX-512 variant runs exactly where core/vexp's AVX-512 path does
- * (AVX-512F present, MQ_KERNELS not "scalar"): one decision for both; the
- * AVX2 one where the CPU has AVX2 and FMA and MQ_KERNELS is not "scalar". */
+ * (AVX-512F present, MQ_KERNELS not "scalar"): one decision for both; else
+ * the AVX2 one where the CPU runs the AVX2 kernels and the integer kernels'
+ * choice (made once per process, quant/kern.h) is not the scalar one. */
 mq_attn_query_fn mq_attn_query(void) {
     if (mq_vexp_simd()) return mq_attn_query_avx512;
-    const char *env = getenv("MQ_KERNELS");
-    if (env && !strcmp(env, "scalar")) return mq_attn_query_ref;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return mq_attn_query_avx2;
+    if (mq_kern_active() != &mq_kern_scalar_ops && mq_kern_find("avx2")) return mq_attn_query_avx2;
     return mq_attn_query_ref;
 }

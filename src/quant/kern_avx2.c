@@ -124,6 +124,11 @@ INLINE __m256i mul16(__m256i w, __m256i x, const int r) {
 }
 INLINE __m256i widen(__m256i s16) { return _mm256_madd_epi16(s16, _mm256_set1_epi16(1)); }
 
+/* log2(group) when the group is a power of two, else -1 (block_scales). */
+INLINE int group_shift(const mq_packed *p) {
+    return (p->group & (p->group - 1)) == 0 ? __builtin_ctz((unsigned)p->group) : -1;
+}
+
 INLINE int32_t hsum_i32(__m256i v) {
     __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
     s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
@@ -146,19 +151,15 @@ INLINE __m256 unscale(__m256 v, const int r) {
 static float row_tail(const mq_packed *p, int o, const mq_kact *a, int t) {
     int nb = a->kp / MQ_PACK_BLOCK, ng = p->ngroups;
     const float *b = p->bias + (size_t)o * ng, *s = p->scale + (size_t)o * ng, *G = a->gsum + (size_t)t * nb;
-    __m256 acc = _mm256_setzero_ps(), acs = _mm256_setzero_ps();
+    /* at r = 8 the bias term is sum_g (b_g + 128 s_g) G_g */
+    const __m256 c128 = _mm256_set1_ps(p->bits == 8 ? 128.0f : 0.0f);
+    __m256 acc = _mm256_setzero_ps();
     int g = 0;
-    for (; g + 8 <= ng; g += 8) {
-        __m256 Gv = _mm256_loadu_ps(G + g);
-        acc = _mm256_fmadd_ps(_mm256_loadu_ps(b + g), Gv, acc);
-        acs = _mm256_fmadd_ps(_mm256_loadu_ps(s + g), Gv, acs);
-    }
-    float y = hsum_f32(acc), ys = hsum_f32(acs);
-    for (; g < ng; g++) {
-        y += b[g] * G[g];
-        ys += s[g] * G[g];
-    }
-    if (p->bits == 8) y += 128.0f * ys;
+    for (; g + 8 <= ng; g += 8)
+        acc = _mm256_fmadd_ps(_mm256_fmadd_ps(c128, _mm256_loadu_ps(s + g), _mm256_loadu_ps(b + g)),
+                              _mm256_loadu_ps(G + g), acc);
+    float y = hsum_f32(acc), k = p->bits == 8 ? 128.0f : 0.0f;
+    for (; g < ng; g++) y += (b[g] + k * s[g]) * G[g];
     if (p->extra) y += mq_kern_over_float(p, o, a, t);
     return y;
 }
@@ -253,7 +254,7 @@ INLINE void block_scales(const mq_packed *p, const float *s, int sb, int sh, __m
  * d_k (* s_g(k)) into the row's fp32 lanes. */
 INLINE void gv_tile(const mq_packed *p, int o, const mq_kact *a, float *y, const int r, const int nr) {
     int nc = p->kp / MQ_PACK_CHUNK, ng = p->ngroups, ns = p->nsuper, K = k16(r);
-    int sh = (p->group & (p->group - 1)) == 0 ? __builtin_ctz((unsigned)p->group) : -1;
+    int sh = group_shift(p);
     const int8_t *x = a->qs;
     const float *d = a->d, *dv = a->dvec;
     const uint8_t *w = p->data + (size_t)o * p->row_bytes;
@@ -486,7 +487,7 @@ INLINE void gm_slice(const mq_kact *a, int t0, int s0, int s1, int ns, const uin
 
 INLINE void gemm_r(const mq_packed *p, int o0, int o1, const mq_kact *a, float *y, int ldy, const int r) {
     int ns = p->nsuper, nsteps = mq_kact_nsteps(p->kp), B = a->B, ng = p->ngroups;
-    int sh = (p->group & (p->group - 1)) == 0 ? __builtin_ctz((unsigned)p->group) : -1;
+    int sh = group_shift(p);
     bool grouped = ng > 1;
     _Alignas(64) uint8_t wb[WB_CHUNKS * GR * 64];
     _Alignas(64) float sbuf[WB_STEPS * GR * 16];
