@@ -33,8 +33,8 @@
 struct mq_state {
     int max_ctx, max_batch, nthreads;
     size_t kv_dim;
-    float *k_cache;  /* (L, max_ctx, KV*D) */
-    float *v_cache;  /* (L, max_ctx, KV*D) */
+    float *k_cache;  /* (L, KV, max_ctx, D): each head's keys one contiguous stream */
+    float *v_cache;  /* (L, KV, max_ctx, D) */
     float *x;        /* (B, C) residual stream */
     float *xb;       /* (B, C) normed input of a sub-block */
     float *xo;       /* (B, C) sub-block output */
@@ -246,9 +246,9 @@ static void softmax_row(float *row, int jlo, int jhi, int start, int p, float so
  * keys the tile can see, masking per row (causality, sliding window). */
 static void attention_fwd(mq_state *s, const mq_config *c, int layer, int B, int pos0) {
     int H = c->n_heads, D = c->head_dim, group = c->n_heads / c->n_kv_heads;
-    size_t QD = (size_t)H * D, KD = s->kv_dim;
-    const float *kc = s->k_cache + (size_t)layer * s->max_ctx * KD;
-    const float *vc = s->v_cache + (size_t)layer * s->max_ctx * KD;
+    size_t QD = (size_t)H * D, head_cache = (size_t)s->max_ctx * D;
+    const float *kc = s->k_cache + (size_t)layer * c->n_kv_heads * head_cache;
+    const float *vc = s->v_cache + (size_t)layer * c->n_kv_heads * head_cache;
     bool windowed = c->sliding_window > 0 && (!c->sliding_even_only || layer % 2 == 0);
     int W = c->sliding_window, tiles = (B + ATT_TILE - 1) / ATT_TILE;
     if (B == 1) { /* decode: one query per head, every visible key (nn/attn.h) */
@@ -256,10 +256,10 @@ static void attention_fwd(mq_state *s, const mq_config *c, int layer, int B, int
         int p = pos0, j0 = windowed && p - W + 1 > 0 ? p - W + 1 : 0;
 #pragma omp parallel for num_threads(s->nthreads) schedule(static)
         for (int h = 0; h < H; h++) {
-            size_t koff = (size_t)(h / group) * D;
+            size_t koff = (size_t)(h / group) * head_cache;
             float *S = s->scores + (size_t)omp_get_thread_num() * ATT_TILE * s->max_ctx;
-            one(s->q + (size_t)h * D, kc + koff, vc + koff, KD, D, c->query_scale, c->attn_softcap, j0, p + 1, S,
-                s->att + (size_t)h * D);
+            one(s->q + (size_t)h * D, kc + koff, vc + koff, (size_t)D, D, c->query_scale, c->attn_softcap, j0, p + 1,
+                S, s->att + (size_t)h * D);
         }
         return;
     }
@@ -269,19 +269,31 @@ static void attention_fwd(mq_state *s, const mq_config *c, int layer, int B, int
             int b0 = t * ATT_TILE, b1 = b0 + ATT_TILE < B ? b0 + ATT_TILE : B, nb = b1 - b0;
             int jlo = windowed && pos0 + b0 - W + 1 > 0 ? pos0 + b0 - W + 1 : 0, jhi = pos0 + b1;
             int nj = jhi - jlo;
-            size_t koff = (size_t)(h / group) * D;
+            size_t koff = (size_t)(h / group) * head_cache;
             float *S = s->scores + (size_t)omp_get_thread_num() * ATT_TILE * s->max_ctx; /* (nb, nj) */
             const float *q = s->q + (size_t)b0 * QD + (size_t)h * D;
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, nj, D, c->query_scale, q, (int)QD,
-                        kc + (size_t)jlo * KD + koff, (int)KD, 0.0f, S, nj);
+                        kc + koff + (size_t)jlo * D, D, 0.0f, S, nj);
             for (int i = 0; i < nb; i++) {
                 int p = pos0 + b0 + i;
                 int start = windowed && p - W + 1 > jlo ? p - W + 1 : jlo;
                 softmax_row(S + (size_t)i * nj, jlo, jhi, start, p, c->attn_softcap);
             }
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nb, D, nj, 1.0f, S, nj,
-                        vc + (size_t)jlo * KD + koff, (int)KD, 0.0f, s->att + (size_t)b0 * QD + (size_t)h * D,
-                        (int)QD);
+                        vc + koff + (size_t)jlo * D, D, 0.0f, s->att + (size_t)b0 * QD + (size_t)h * D, (int)QD);
+        }
+    }
+}
+
+/* The B new keys and values (rows of KV*D) at positions pos0.. of layer l's cache. */
+static void cache_store(mq_state *s, const mq_config *c, int l, int B, int pos0) {
+    int KV = c->n_kv_heads, D = c->head_dim;
+    size_t head_cache = (size_t)s->max_ctx * D, base = (size_t)l * KV * head_cache;
+    for (int h = 0; h < KV; h++) {
+        size_t off = base + (size_t)h * head_cache + (size_t)pos0 * D;
+        for (int b = 0; b < B; b++) {
+            memcpy(s->k_cache + off + (size_t)b * D, s->k + (size_t)b * s->kv_dim + (size_t)h * D, (size_t)D * sizeof(float));
+            memcpy(s->v_cache + off + (size_t)b * D, s->v + (size_t)b * s->kv_dim + (size_t)h * D, (size_t)D * sizeof(float));
         }
     }
 }
@@ -311,9 +323,7 @@ void mq_forward_block(const mq_model *m, mq_state *s, int l, float *x, int B, in
     }
     rope_fwd(s->q, m->inv_freq, B, c->n_heads, D, pos0);
     rope_fwd(s->k, m->inv_freq, B, c->n_kv_heads, D, pos0);
-    size_t off = ((size_t)l * s->max_ctx + (size_t)pos0) * KD;
-    memcpy(s->k_cache + off, s->k, (size_t)B * KD * sizeof(float));
-    memcpy(s->v_cache + off, s->v, (size_t)B * KD * sizeof(float));
+    cache_store(s, c, l, B, pos0);
     attention_fwd(s, c, l, B, pos0);
     tap(s, l, MQ_TAP_ATTN_OUT, s->att, B, QD);
     matmul_fwd(s, s->xo, s->att, L->wo, L->packed[3], L->half[3], NULL, B, QD, C);
