@@ -245,6 +245,8 @@ bool mq_kern_float_forced(void) {
 #define ROW_TAIL 8 /* the last 1/ROW_TAIL of each matrix's rows is shared out dynamically */
 #endif
 #define ROW_CHUNK 32 /* rows per dynamic work item */
+#define FINE_CHUNK 8 /* rows per item at the very end of a region */
+#define FINE_ROWS 64 /* the last matrix's last rows, in FINE_CHUNK items */
 
 /* Rows of the n matrices p[] (one quantized input a) on the OpenMP threads.
  * Each thread takes a static slice of whole 16-row blocks of the first
@@ -252,9 +254,13 @@ bool mq_kern_float_forced(void) {
  * prefetch); the last 1/ROW_TAIL of each matrix is cut into items of
  * ROW_CHUNK rows taken from a shared counter by whichever thread finishes
  * first, so a thread slowed by another job, an interrupt or the hypervisor
- * does not leave the other spinning at the barrier. Fully dynamic rows were
- * slower in decode (each item restarts the prefetch stream); static rows
- * alone left one prompt thread idle for 1-10% of each product on this VM
+ * does not leave the other spinning at the barrier; the region's last
+ * FINE_ROWS rows go in items of FINE_CHUNK, so that the threads end within
+ * a small item of each other (with 32-row items the one that finished first
+ * waited about one item: 2-4 us per decode product, ~3% of an int2 step on
+ * the 1.1B shape; docs/results.md §13). Fully dynamic rows were slower in
+ * decode (each item restarts the prefetch stream); static rows alone left
+ * one prompt thread idle for 1-10% of each product on this VM
  * (docs/results.md §11). */
 /* Rows o0..o1-1 of p: the decode kernel for one token, else the prompt kernel. */
 static inline void rows(const mq_kern_ops *k, const mq_packed *p, int o0, int o1, const mq_kact *a, int B, float *y) {
@@ -264,12 +270,16 @@ static inline void rows(const mq_kern_ops *k, const mq_packed *p, int o0, int o1
 
 static void run_rows(const mq_kern_ops *k, int n, const mq_packed *const *p, const mq_kact *a, int B,
                      float *const *y, int T) {
-    int head[4], items[5] = {0};
+    /* matrix i's dynamic rows head[i]..rows-1: coarse items first, then
+     * (the last matrix only) fine ones from fine0 on */
+    int head[4], items[5] = {0}, fine0 = p[n - 1]->rows;
     for (int i = 0; i < n; i++) {
         int R = p[i]->rows;
         int tail = T > 1 ? R / ROW_TAIL / ROW_CHUNK * ROW_CHUNK : 0;
         head[i] = R - tail;
-        items[i + 1] = items[i] + tail / ROW_CHUNK;
+        int fine = i == n - 1 ? (tail < FINE_ROWS ? tail : FINE_ROWS) : 0;
+        if (i == n - 1) fine0 = R - fine;
+        items[i + 1] = items[i] + (tail - fine) / ROW_CHUNK + fine / FINE_CHUNK;
     }
     int next = 0;
 #pragma omp parallel num_threads(T)
@@ -283,8 +293,13 @@ static void run_rows(const mq_kern_ops *k, int n, const mq_packed *const *p, con
         int i = 0;
         for (int it; (it = __atomic_fetch_add(&next, 1, __ATOMIC_RELAXED)) < items[n];) {
             while (it >= items[i + 1]) i++;
-            int o0 = head[i] + (it - items[i]) * ROW_CHUNK;
-            rows(k, p[i], o0, o0 + ROW_CHUNK, a, B, y[i]);
+            int o0 = head[i] + (it - items[i]) * ROW_CHUNK, o1 = o0 + ROW_CHUNK;
+            if (i == n - 1 && o0 >= fine0) { /* past the coarse items of the last matrix */
+                int coarse = (fine0 - head[i]) / ROW_CHUNK;
+                o0 = fine0 + (it - items[i] - coarse) * FINE_CHUNK;
+                o1 = o0 + FINE_CHUNK;
+            }
+            rows(k, p[i], o0, o1, a, B, y[i]);
         }
     }
 }
