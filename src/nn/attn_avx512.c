@@ -13,7 +13,7 @@
  * head's, over two interleaved key streams).
  * Head sizes 64 and 128 run with their chunk count fixed at compile time
  * (unmasked loads, accumulators in registers; the generic loop kept the 16
- * accumulators on the stack and took ~2x as long).
+ * accumulators and the outputs on the stack).
  * Not here: masking, batches (attn.h).
  */
 #include "nn/attn.h"

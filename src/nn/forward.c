@@ -178,8 +178,8 @@ static void rmsnorm_fwd(float *out, const float *inp, const float *w, int B, int
 }
 
 /* cos and sin of the RoPE angles (pos0 + b) * inv_freq[i] of a batch into
- * cs[(b * half + i) * 2 + {0, 1}]: once per forward pass, shared by q and k
- * of every layer (sincos per layer and tensor was ~0.8% of a decode step). */
+ * cs[(b * half + i) * 2 + {0, 1}]: once per batch, shared by q and k of
+ * every layer instead of a sincos per layer and tensor. */
 static void rope_table(float *cs, const float *inv_freq, int B, int D, int pos0) {
     int half = D / 2;
     for (int b = 0; b < B; b++) {

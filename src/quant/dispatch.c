@@ -245,7 +245,7 @@ bool mq_kern_float_forced(void) {
 #define ROW_TAIL 8 /* the last 1/ROW_TAIL of each matrix's rows is shared out dynamically */
 #endif
 #define ROW_CHUNK 32 /* rows per dynamic work item */
-#define FINE_CHUNK 8 /* rows per item at the very end of a region */
+#define FINE_CHUNK 16 /* rows per item at the very end of a region: one 64-byte line of y */
 #define FINE_ROWS 64 /* the last matrix's last rows, in FINE_CHUNK items */
 
 /* Rows of the n matrices p[] (one quantized input a) on the OpenMP threads.
@@ -258,7 +258,8 @@ bool mq_kern_float_forced(void) {
  * FINE_ROWS rows go in items of FINE_CHUNK, so that the threads end within
  * a small item of each other (with 32-row items the one that finished first
  * waited about one item: 2-4 us per decode product, ~3% of an int2 step on
- * the 1.1B shape; docs/results.md §13). Fully dynamic rows were slower in
+ * the 1.1B shape; docs/results.md §13). 16 rows, not fewer, so that no two
+ * threads write one cache line of y. Fully dynamic rows were slower in
  * decode (each item restarts the prefetch stream); static rows alone left
  * one prompt thread idle for 1-10% of each product on this VM
  * (docs/results.md §11). */
