@@ -45,8 +45,7 @@ struct mq_state {
     float *hb;       /* (B, F) gate */
     float *hb2;      /* (B, F) up */
     float *scores;   /* (nthreads, ATT_TILE, max_ctx) */
-    float *rope_cs;  /* (B, D/2, 2) cos, sin of positions rope_pos0 .. rope_pos0 + rope_B - 1 */
-    int rope_pos0, rope_B;
+    float *rope_cs;  /* (max_ctx, D/2, 2) cos, sin of every position's RoPE angles */
     mq_kact *kact;   /* int8 activations of (B, max(C, H*D, F)) for packed linears */
     mq_half_scratch hscr; /* widened strips for 16-bit products with B > 1 (served models only) */
     mq_tap_fn tap;   /* activation observer (calibration) or NULL */
@@ -62,6 +61,19 @@ void mq_state_set_tap(mq_state *s, mq_tap_fn fn, void *user) {
 
 static inline void tap(mq_state *s, int layer, mq_tap_point at, const float *x, int B, int dim) {
     if (s->tap) s->tap(s->tap_user, layer, at, x, B, dim);
+}
+
+/* cos and sin of the RoPE angles p * inv_freq[i] of positions p = 0..n-1
+ * into cs[(p * D/2 + i) * 2 + {0, 1}]: once per state, instead of a sincos
+ * per layer, tensor and token. */
+static void rope_table(float *cs, const float *inv_freq, int n, int D) {
+    int half = D / 2;
+    for (int p = 0; p < n; p++)
+        for (int i = 0; i < half; i++) {
+            float ang = (float)p * inv_freq[i];
+            cs[((size_t)p * half + i) * 2] = cosf(ang);
+            cs[((size_t)p * half + i) * 2 + 1] = sinf(ang);
+        }
 }
 
 mq_state *mq_state_new(const mq_model *m, int max_ctx, int max_batch) {
@@ -90,8 +102,8 @@ mq_state *mq_state_new(const mq_model *m, int max_ctx, int max_batch) {
     s->hb = mq_aligned_alloc(B * F * sizeof(float));
     s->hb2 = mq_aligned_alloc(B * F * sizeof(float));
     s->scores = mq_aligned_alloc((size_t)s->nthreads * ATT_TILE * (size_t)max_ctx * sizeof(float));
-    s->rope_cs = mq_aligned_alloc(B * (size_t)c->head_dim * sizeof(float));
-    s->rope_pos0 = -1;
+    s->rope_cs = mq_aligned_alloc((size_t)max_ctx * (size_t)c->head_dim * sizeof(float));
+    rope_table(s->rope_cs, m->inv_freq, max_ctx, c->head_dim);
     size_t kmax = C > QD ? C : QD;
     s->kact = mq_kact_new(max_batch, (int)(kmax > F ? kmax : F));
     if (m->n_half > 0 && max_batch > 1) mq_half_scratch_init(&s->hscr, s->nthreads, (int)(kmax > F ? kmax : F));
@@ -177,23 +189,9 @@ static void rmsnorm_fwd(float *out, const float *inp, const float *w, int B, int
     }
 }
 
-/* cos and sin of the RoPE angles (pos0 + b) * inv_freq[i] of a batch into
- * cs[(b * half + i) * 2 + {0, 1}]: once per batch, shared by q and k of
- * every layer instead of a sincos per layer and tensor. */
-static void rope_table(float *cs, const float *inv_freq, int B, int D, int pos0) {
-    int half = D / 2;
-    for (int b = 0; b < B; b++) {
-        float p = (float)(pos0 + b);
-        for (int i = 0; i < half; i++) {
-            float ang = p * inv_freq[i];
-            cs[((size_t)b * half + i) * 2] = cosf(ang);
-            cs[((size_t)b * half + i) * 2 + 1] = sinf(ang);
-        }
-    }
-}
-
-/* Rotate each head of x (B rows of n_heads*D) by the angles of rope_table,
- * rotate-half pairing (i, i + D/2). */
+/* Rotate each head of x (B rows of n_heads*D) by the angles cs of its
+ * positions (rope_table's rows pos0..pos0+B-1), rotate-half pairing
+ * (i, i + D/2). */
 static void rope_fwd(float *x, const float *cs, int B, int n_heads, int D) {
     int half = D / 2;
     for (int b = 0; b < B; b++)
@@ -346,13 +344,9 @@ void mq_forward_block(const mq_model *m, mq_state *s, int l, float *x, int B, in
         matmul_fwd(s, s->k, s->xb, L->wk, L->packed[1], L->half[1], L->bk, B, C, KD);
         matmul_fwd(s, s->v, s->xb, L->wv, L->packed[2], L->half[2], L->bv, B, C, KD);
     }
-    if (s->rope_pos0 != pos0 || s->rope_B < B) { /* the first layer of a batch: this batch's angles */
-        rope_table(s->rope_cs, m->inv_freq, B, D, pos0);
-        s->rope_pos0 = pos0;
-        s->rope_B = B;
-    }
-    rope_fwd(s->q, s->rope_cs, B, c->n_heads, D);
-    rope_fwd(s->k, s->rope_cs, B, c->n_kv_heads, D);
+    const float *cs = s->rope_cs + (size_t)pos0 * D;
+    rope_fwd(s->q, cs, B, c->n_heads, D);
+    rope_fwd(s->k, cs, B, c->n_kv_heads, D);
     cache_store(s, c, l, B, pos0);
     attention_fwd(s, c, l, B, pos0);
     tap(s, l, MQ_TAP_ATTN_OUT, s->att, B, QD);

@@ -272,15 +272,17 @@ static inline void rows(const mq_kern_ops *k, const mq_packed *p, int o0, int o1
 static void run_rows(const mq_kern_ops *k, int n, const mq_packed *const *p, const mq_kact *a, int B,
                      float *const *y, int T) {
     /* matrix i's dynamic rows head[i]..rows-1: coarse items first, then
-     * (the last matrix only) fine ones from fine0 on */
-    int head[4], items[5] = {0}, fine0 = p[n - 1]->rows;
+     * (the last matrix only) fine ones from fine0 on; fine0 and coarse_last
+     * are the last matrix's (each pass of the loop overwrites them) */
+    int head[4], items[5] = {0}, fine0 = 0, coarse_last = 0;
     for (int i = 0; i < n; i++) {
         int R = p[i]->rows;
         int tail = T > 1 ? R / ROW_TAIL / ROW_CHUNK * ROW_CHUNK : 0;
         head[i] = R - tail;
         int fine = i == n - 1 ? (tail < FINE_ROWS ? tail : FINE_ROWS) : 0;
-        if (i == n - 1) fine0 = R - fine;
-        items[i + 1] = items[i] + (tail - fine) / ROW_CHUNK + fine / FINE_CHUNK;
+        fine0 = R - fine;
+        coarse_last = (tail - fine) / ROW_CHUNK;
+        items[i + 1] = items[i] + coarse_last + fine / FINE_CHUNK;
     }
     int next = 0;
 #pragma omp parallel num_threads(T)
@@ -294,10 +296,9 @@ static void run_rows(const mq_kern_ops *k, int n, const mq_packed *const *p, con
         int i = 0;
         for (int it; (it = __atomic_fetch_add(&next, 1, __ATOMIC_RELAXED)) < items[n];) {
             while (it >= items[i + 1]) i++;
-            int o0 = head[i] + (it - items[i]) * ROW_CHUNK, o1 = o0 + ROW_CHUNK;
-            if (i == n - 1 && o0 >= fine0) { /* past the coarse items of the last matrix */
-                int coarse = (fine0 - head[i]) / ROW_CHUNK;
-                o0 = fine0 + (it - items[i] - coarse) * FINE_CHUNK;
+            int j = it - items[i], o0 = head[i] + j * ROW_CHUNK, o1 = o0 + ROW_CHUNK;
+            if (i == n - 1 && j >= coarse_last) { /* past the coarse items of the last matrix */
+                o0 = fine0 + (j - coarse_last) * FINE_CHUNK;
                 o1 = o0 + FINE_CHUNK;
             }
             rows(k, p[i], o0, o1, a, B, y[i]);
