@@ -2,7 +2,8 @@
  * test_vexp.c — core/vexp: mq_vexp against libm's expf over a sweep of
  * float bit patterns (every 97th pattern with |x| up to 104, both signs),
  * the special values, odd lengths (masked tails) and in place; the same
- * checks with the scalar fallback forced. Normal results within 2 ulp,
+ * checks on the AVX2 path (where the CPU has AVX-512 too, forced) and with
+ * the scalar fallback forced; AVX2 against AVX-512 bit for bit. Normal results within 2 ulp,
  * subnormal results within 2^-149 absolute.
  * Covers: src/core/vexp.c.
  */
@@ -83,14 +84,54 @@ static void specials(const char *what) {
     }
 }
 
+/* AVX2 against AVX-512 bit for bit over the same sweep (the AVX2 scaling
+ * by two exact factors must round as vscalefps does). */
+static void same_bits(void) {
+    enum { CAP = 4096 };
+    static float in[CAP], a[CAP], b[CAP];
+    size_t diff = 0, count = 0, n = 0;
+    float first = 0;
+    for (int sign = 0; sign < 2; sign++)
+        for (uint32_t u = 0; u < 0x42d80000u; u += 89) { /* up to 108: past both clamps */
+            uint32_t v = u | (sign ? 0x80000000u : 0);
+            memcpy(&in[n++], &v, 4);
+            if (n == CAP || u + 89 >= 0x42d80000u) {
+                mq_vexp_force(MQ_VEXP_AVX512);
+                mq_vexp(a, in, n);
+                mq_vexp_force(MQ_VEXP_AVX2);
+                mq_vexp(b, in, n);
+                for (size_t i = 0; i < n; i++, count++)
+                    if (memcmp(&a[i], &b[i], 4) && !(isnan(a[i]) && isnan(b[i]))) {
+                        if (!diff) first = in[i];
+                        diff++;
+                    }
+                n = 0;
+            }
+        }
+    mq_vexp_force(-1);
+    CHECK(diff == 0, "AVX2 and AVX-512 differ on %zu of %zu values (first at x = %.9g)", diff, count, first);
+    printf("  AVX2 = AVX-512 bit for bit on %zu values\n", count);
+}
+
 int main(void) {
-    printf("  vexp: %s path by default\n", mq_vexp_simd() ? "AVX-512" : "scalar");
+    int top = mq_vexp_level();
+    printf("  vexp: %s path by default\n", mq_vexp_name(top));
     sweep("default path");
     specials("default path");
-    mq_vexp_force_scalar(true);
-    CHECK(!mq_vexp_simd(), "forcing the scalar path");
+    if (top >= MQ_VEXP_AVX2 && top != MQ_VEXP_AVX2) {
+        mq_vexp_force(MQ_VEXP_AVX2);
+        CHECK(mq_vexp_level() == MQ_VEXP_AVX2, "forcing the AVX2 path");
+        sweep("AVX2 path");
+        specials("AVX2 path");
+        mq_vexp_force(-1);
+    }
+    if (top == MQ_VEXP_AVX512) same_bits();
+    else printf("  (AVX-512 path not available here (CPU or MQ_KERNELS): AVX2 = AVX-512 not compared)\n");
+    mq_vexp_force(MQ_VEXP_SCALAR);
+    CHECK(mq_vexp_level() == MQ_VEXP_SCALAR, "forcing the scalar path");
     sweep("scalar path");
     specials("scalar path");
-    mq_vexp_force_scalar(false);
+    mq_vexp_force(-1);
+    CHECK(mq_vexp_level() == top, "lifting the cap restores the %s path", mq_vexp_name(top));
     return check_done("test_vexp");
 }

@@ -38,11 +38,12 @@ void mq_attn_query_ref(const float *q, const float *kc, const float *vc, size_t 
 }
 
 /* The AVX-512 variant runs exactly where core/vexp's AVX-512 path does
- * (AVX-512F present, MQ_KERNELS not "scalar"): one decision for both; else
+ * (AVX-512F present, MQ_KERNELS neither "scalar" nor "avx2"): one decision
+ * for both; else
  * the AVX2 one where the CPU runs the AVX2 kernels and the integer kernels'
  * choice (made once per process, quant/kern.h) is not the scalar one. */
 mq_attn_query_fn mq_attn_query(void) {
-    if (mq_vexp_simd()) return mq_attn_query_avx512;
+    if (mq_vexp_level() == MQ_VEXP_AVX512) return mq_attn_query_avx512;
     if (mq_kern_active() != &mq_kern_scalar_ops && mq_kern_find("avx2")) return mq_attn_query_avx2;
     return mq_attn_query_ref;
 }
