@@ -78,7 +78,12 @@ $(BUILD)/kernbench: bench/kernbench.c $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) -o $@
 
-bench: all $(BUILD)/membw $(BUILD)/kernbench
+# One core's rate of the decode kernel's inner step, operands in cache: bench/vnnimix.c.
+$(BUILD)/vnnimix: bench/vnnimix.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -O2 -g -Wall -Wextra $(WERROR) -D_GNU_SOURCE $< -o $@
+
+bench: all $(BUILD)/membw $(BUILD)/kernbench $(BUILD)/vnnimix
 	@bench/run.sh
 
 golden:

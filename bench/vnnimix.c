@@ -1,0 +1,245 @@
+/*
+ * vnnimix.c — what one core sustains of the decode kernel's inner step, in
+ * core cycles per 64 weights (one vpdpbusd), apart from memory: the
+ * operands are in L1. The gemv of kern_avx512.c spends, per stored chunk of
+ * 64 weights and row, one load of the packed codes (a 16-byte broadcast at
+ * int2, 32 at int4, a plain 64-byte load at int8), one mask (int2, int4)
+ * and one vpdpbusd, with each activation chunk loaded once for 4 rows.
+ * Measured here on one thread, best of several runs:
+ *
+ *   vpdpbusd alone      12 independent chains, no loads (membw's int8 peak)
+ *   int8 step           load 64 B + vpdpbusd, 4 rows
+ *   int4 step           broadcast 32 B + and + vpdpbusd, 4 rows
+ *   int2 step           broadcast 16 B + and + vpdpbusd, 4 rows
+ *   int2 step, 8 chains the same with 2 accumulators a row (rules out latency)
+ *   int2, plain load    the int2 step with a 64-byte load in place of the
+ *                       broadcast (wrong products: timing only)
+ *   int2, 4 fields      a layout the gemv does not use: one 64-byte load
+ *                       serves 4 chunks, field f masked with 3 << 2f, one
+ *                       accumulator per row and field (16)
+ *
+ * and the core clock against the TSC (a chain of dependent adds, one per
+ * core cycle), so that the kernels' TSC cycles per weight (kernbench) can
+ * be read as core cycles. With --json one line {core_ghz, dpbusd, int8,
+ * int4, int2, int2_8chains, int2_plain, int2_fields} (core cycles per 64
+ * weights).
+ *
+ * Not here: memory (membw), the real kernels (kernbench), other ISAs (needs
+ * AVX-512 VNNI; says so and exits 0 without it).
+ */
+#include <immintrin.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <x86intrin.h>
+
+#define ROWB 2048 /* bytes of packed codes per row: 4 rows and the activations (at most 16 KiB) stay in L1 */
+#define REPS 400
+#define ROUNDS 7
+
+static uint8_t W[4][ROWB] __attribute__((aligned(64)));
+static int8_t X[4 * ROWB] __attribute__((aligned(64)));
+static volatile int sink;
+
+#define VNNI __attribute__((target("avx512f,avx512bw,avx512vnni"), noinline))
+
+VNNI static void keep(__m512i v) {
+    int32_t t[16];
+    _mm512_storeu_si512(t, v);
+    sink += t[0] ^ t[15];
+}
+
+/* 12 chains of vpdpbusd, no memory (named accumulators: an array of them
+ * is kept on the stack at -O2): returns the instruction count */
+VNNI static double alone(void) {
+    __m512i u = _mm512_set1_epi8(3), s = _mm512_set1_epi8(-5);
+    __m512i a0 = _mm512_set1_epi32(0), a1 = _mm512_set1_epi32(1), a2 = _mm512_set1_epi32(2),
+            a3 = _mm512_set1_epi32(3), a4 = _mm512_set1_epi32(4), a5 = _mm512_set1_epi32(5),
+            a6 = _mm512_set1_epi32(6), a7 = _mm512_set1_epi32(7), a8 = _mm512_set1_epi32(8),
+            a9 = _mm512_set1_epi32(9), a10 = _mm512_set1_epi32(10), a11 = _mm512_set1_epi32(11);
+    for (int r = 0; r < REPS * 64; r++) {
+#define D1(a) a = _mm512_dpbusd_epi32(a, u, s)
+        D1(a0); D1(a1); D1(a2); D1(a3); D1(a4); D1(a5);
+        D1(a6); D1(a7); D1(a8); D1(a9); D1(a10); D1(a11);
+#undef D1
+    }
+    __m512i t = _mm512_add_epi32(_mm512_add_epi32(_mm512_add_epi32(a0, a1), _mm512_add_epi32(a2, a3)),
+                                 _mm512_add_epi32(_mm512_add_epi32(a4, a5), _mm512_add_epi32(a6, a7)));
+    keep(_mm512_add_epi32(t, _mm512_add_epi32(_mm512_add_epi32(a8, a9), _mm512_add_epi32(a10, a11))));
+    return (double)REPS * 64 * 12;
+}
+
+VNNI static double step8(void) {
+    __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+    for (int r = 0; r < REPS; r++)
+        for (int c = 0; c < ROWB / 64; c++) {
+            __m512i x = _mm512_load_si512(X + 64 * c);
+            a0 = _mm512_dpbusd_epi32(a0, _mm512_load_si512(W[0] + 64 * c), x);
+            a1 = _mm512_dpbusd_epi32(a1, _mm512_load_si512(W[1] + 64 * c), x);
+            a2 = _mm512_dpbusd_epi32(a2, _mm512_load_si512(W[2] + 64 * c), x);
+            a3 = _mm512_dpbusd_epi32(a3, _mm512_load_si512(W[3] + 64 * c), x);
+        }
+    keep(_mm512_add_epi32(_mm512_add_epi32(a0, a1), _mm512_add_epi32(a2, a3)));
+    return (double)REPS * (ROWB / 64) * 4;
+}
+
+VNNI static double step4(void) {
+    const __m512i m = _mm512_set_epi64(-0x0F0F0F0F0F0F0F10LL, -0x0F0F0F0F0F0F0F10LL, -0x0F0F0F0F0F0F0F10LL,
+                                       -0x0F0F0F0F0F0F0F10LL, 0x0F0F0F0F0F0F0F0FLL, 0x0F0F0F0F0F0F0F0FLL,
+                                       0x0F0F0F0F0F0F0F0FLL, 0x0F0F0F0F0F0F0F0FLL);
+    __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+#define U4(i, a)                                                                                                   \
+    a = _mm512_dpbusd_epi32(                                                                                       \
+        a, _mm512_and_si512(_mm512_broadcast_i64x4(_mm256_load_si256((const __m256i *)(W[i] + 32 * c))), m), x)
+    for (int r = 0; r < REPS; r++)
+        for (int c = 0; c < ROWB / 32; c++) {
+            __m512i x = _mm512_load_si512(X + 64 * c);
+            U4(0, a0);
+            U4(1, a1);
+            U4(2, a2);
+            U4(3, a3);
+        }
+    keep(_mm512_add_epi32(_mm512_add_epi32(a0, a1), _mm512_add_epi32(a2, a3)));
+    return (double)REPS * (ROWB / 32) * 4;
+}
+
+#define P2MASK                                                                                                     \
+    _mm512_set_epi64(-0x3F3F3F3F3F3F3F40LL, -0x3F3F3F3F3F3F3F40LL, 0x3030303030303030LL, 0x3030303030303030LL,    \
+                     0x0C0C0C0C0C0C0C0CLL, 0x0C0C0C0C0C0C0C0CLL, 0x0303030303030303LL, 0x0303030303030303LL)
+#define U2(i, a, cc)                                                                                               \
+    a = _mm512_dpbusd_epi32(                                                                                       \
+        a, _mm512_and_si512(_mm512_broadcast_i32x4(_mm_load_si128((const __m128i *)(W[i] + 16 * (cc)))), m), x)
+
+VNNI static double step2(void) {
+    const __m512i m = P2MASK;
+    __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+    for (int r = 0; r < REPS; r++)
+        for (int c = 0; c < ROWB / 16; c++) { /* X is 4 * ROWB: 64 activations per 16 code bytes */
+            __m512i x = _mm512_load_si512(X + 64 * c);
+            U2(0, a0, c);
+            U2(1, a1, c);
+            U2(2, a2, c);
+            U2(3, a3, c);
+        }
+    keep(_mm512_add_epi32(_mm512_add_epi32(a0, a1), _mm512_add_epi32(a2, a3)));
+    return (double)REPS * (ROWB / 16) * 4;
+}
+
+VNNI static double step2x8(void) {
+    const __m512i m = P2MASK;
+    __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+    for (int r = 0; r < REPS; r++)
+        for (int c = 0; c < ROWB / 16; c += 2) {
+            __m512i x = _mm512_load_si512(X + 64 * c);
+            U2(0, a0, c);
+            U2(1, a1, c);
+            U2(2, a2, c);
+            U2(3, a3, c);
+            x = _mm512_load_si512(X + 64 * (c + 1));
+            U2(0, b0, c + 1);
+            U2(1, b1, c + 1);
+            U2(2, b2, c + 1);
+            U2(3, b3, c + 1);
+        }
+    keep(_mm512_add_epi32(_mm512_add_epi32(_mm512_add_epi32(a0, a1), _mm512_add_epi32(a2, a3)),
+                          _mm512_add_epi32(_mm512_add_epi32(b0, b1), _mm512_add_epi32(b2, b3))));
+    return (double)REPS * (ROWB / 16) * 4;
+}
+
+
+VNNI static double nobcast(void) {
+    const __m512i m = P2MASK;
+    __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+#define UN(i, a, cc) a = _mm512_dpbusd_epi32(a, _mm512_and_si512(_mm512_load_si512(W[i] + 16 * ((cc) & ~3)), m), x)
+    for (int r = 0; r < REPS; r++)
+        for (int c = 0; c < ROWB / 16; c++) {
+            __m512i x = _mm512_load_si512(X + 64 * c);
+            UN(0, a0, c); UN(1, a1, c); UN(2, a2, c); UN(3, a3, c);
+        }
+    keep(_mm512_add_epi32(_mm512_add_epi32(a0, a1), _mm512_add_epi32(a2, a3)));
+    return (double)REPS * (ROWB / 16) * 4;
+}
+/* 4 chunks per 64-byte load, field f masked in place, one accumulator per row and field */
+VNNI static double fields(void) {
+    const __m512i m0 = _mm512_set1_epi8(3), m1 = _mm512_set1_epi8(12), m2 = _mm512_set1_epi8(48), m3 = _mm512_set1_epi8(-64);
+    __m512i z = _mm512_setzero_si512();
+    __m512i a00=z,a01=z,a02=z,a03=z,a10=z,a11=z,a12=z,a13=z,a20=z,a21=z,a22=z,a23=z,a30=z,a31=z,a32=z,a33=z;
+    for (int r = 0; r < REPS; r++)
+        for (int c = 0; c < ROWB / 64; c++) {
+            const int8_t *xp = X + 256 * c;
+            __m512i x0 = _mm512_load_si512(xp), x1 = _mm512_load_si512(xp + 64), x2 = _mm512_load_si512(xp + 128), x3 = _mm512_load_si512(xp + 192);
+#define RW(i, b0, b1, b2, b3) { __m512i w = _mm512_load_si512(W[i] + 64 * c); \
+            b0 = _mm512_dpbusd_epi32(b0, _mm512_and_si512(w, m0), x0); b1 = _mm512_dpbusd_epi32(b1, _mm512_and_si512(w, m1), x1); \
+            b2 = _mm512_dpbusd_epi32(b2, _mm512_and_si512(w, m2), x2); b3 = _mm512_dpbusd_epi32(b3, _mm512_and_si512(w, m3), x3); }
+            RW(0,a00,a01,a02,a03) RW(1,a10,a11,a12,a13) RW(2,a20,a21,a22,a23) RW(3,a30,a31,a32,a33)
+        }
+    __m512i t = _mm512_add_epi32(_mm512_add_epi32(_mm512_add_epi32(a00,a01),_mm512_add_epi32(a02,a03)),_mm512_add_epi32(_mm512_add_epi32(a10,a11),_mm512_add_epi32(a12,a13)));
+    t = _mm512_add_epi32(t, _mm512_add_epi32(_mm512_add_epi32(_mm512_add_epi32(a20,a21),_mm512_add_epi32(a22,a23)),_mm512_add_epi32(_mm512_add_epi32(a30,a31),_mm512_add_epi32(a32,a33))));
+    keep(t);
+    return (double)REPS * (ROWB / 64) * 16;
+}
+/* core cycles per TSC cycle: a chain of dependent adds retires one per cycle */
+static double clock_ratio(void) {
+    unsigned long n = 200000000UL, x = 1;
+    uint64_t t0 = __rdtsc();
+    for (unsigned long i = 0; i < n; i++) __asm__ volatile("add $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0" : "+r"(x));
+    uint64_t t1 = __rdtsc();
+    sink += (int)x;
+    return 4.0 * (double)n / (double)(t1 - t0);
+}
+
+/* best TSC cycles per instruction of f over ROUNDS runs */
+static double best(double (*f)(void)) {
+    double b = 1e30;
+    for (int k = 0; k < ROUNDS; k++) {
+        uint64_t t0 = __rdtsc();
+        double n = f();
+        double c = (double)(__rdtsc() - t0) / n;
+        if (c < b) b = c;
+    }
+    return b;
+}
+
+int main(int argc, char **argv) {
+    int json = argc > 1 && !strcmp(argv[1], "--json");
+    if (argc > 1 && !json) {
+        fprintf(stderr, "usage: vnnimix [--json]\n");
+        return 2;
+    }
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("avx512vnni") || !__builtin_cpu_supports("avx512bw")) {
+        printf("vnnimix: this CPU has no AVX-512 VNNI; nothing to measure\n");
+        return 0;
+    }
+    srand(1);
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < ROWB; j++) W[i][j] = (uint8_t)rand();
+    for (int j = 0; j < 4 * ROWB; j++) X[j] = (int8_t)rand();
+    double ratio = clock_ratio(), tsc_ghz = 0;
+    /* the TSC rate from the kernel's cpu MHz would be a guess; time it */
+    {
+        struct timespec a, b;
+        clock_gettime(CLOCK_MONOTONIC, &a);
+        uint64_t t0 = __rdtsc();
+        do clock_gettime(CLOCK_MONOTONIC, &b);
+        while ((double)(b.tv_sec - a.tv_sec) + 1e-9 * (double)(b.tv_nsec - a.tv_nsec) < 0.2);
+        tsc_ghz = (double)(__rdtsc() - t0) / 1e9 /
+                  ((double)(b.tv_sec - a.tv_sec) + 1e-9 * (double)(b.tv_nsec - a.tv_nsec));
+    }
+    double v[7] = {best(alone), best(step8), best(step4), best(step2), best(step2x8), best(nobcast), best(fields)};
+    for (int i = 0; i < 7; i++) v[i] *= ratio; /* TSC -> core cycles */
+    if (json) {
+        printf("{\"core_ghz\":%.3f,\"dpbusd\":%.3f,\"int8\":%.3f,\"int4\":%.3f,\"int2\":%.3f,\"int2_8chains\":%.3f,"
+               "\"int2_plain\":%.3f,\"int2_fields\":%.3f}\n",
+               ratio * tsc_ghz, v[0], v[1], v[2], v[3], v[4], v[5], v[6]);
+        return 0;
+    }
+    printf("core clock %.2f GHz (TSC %.3f GHz x %.3f)\n", ratio * tsc_ghz, tsc_ghz, ratio);
+    const char *name[7] = {"vpdpbusd alone (12 chains)", "int8 step (load, dpbusd; 4 rows)",
+                           "int4 step (bcast 32 B, and, dpbusd)", "int2 step (bcast 16 B, and, dpbusd)",
+                           "int2 step, 8 chains", "int2, plain 64-B load (timing only)", "int2, 4 fields per 64-B load"};
+    for (int i = 0; i < 7; i++) printf("%-38s %.2f core cycles per 64 weights\n", name[i], v[i]);
+    return 0;
+}
