@@ -27,7 +27,9 @@
  *  - r = 2 unpacks without the second shift: the low half's upper 128-bit
  *    lane keeps its codes at bits 2-3 (4 * w), so int32 lanes 4-7 carry a
  *    factor 4 in every chunk, undone once per row (a power of two: exact).
- * Unpacking: P2 = the 16 plane bytes broadcast to both lanes, & (3 | 12)
+ * Unpacking: G2 (r = 2 superblocks, pack.h) = the group's two 32-byte
+ * halves >> 2f, & 3, the upper 128-bit lanes moved up 2 bits for the same
+ * factor 4 (unpack_at); P2 = the 16 plane bytes broadcast to both lanes, & (3 | 12)
  * and (>> 4) & (3 | 12); P4 = & 15 and (>> 4) & 15; P1 = 32 bits per half
  * spread to bytes (vpshufb of the broadcast word, test 1,2,..,128, compare);
  * r = 6 places its P2 bits at 4-5 with one variable shift and a mask.
@@ -113,6 +115,28 @@ INLINE half2 unpack(const uint8_t *src, const int r, const bool scaled) {
     }
 }
 
+/* Stored chunk c of a row as unpack gives it (pack.h: a G2 group's field
+ * c % 4 at r = 2 in the superblocks, two 32-byte loads, one shift and one
+ * mask per half; scaled moves each half's upper 128-bit lane up by 2 bits,
+ * the factor 4 of unpack's P2). */
+INLINE half2 unpack_at(const uint8_t *row, int c, int ns, const int r, const bool scaled) {
+    if (r == 2 && c < 8 * ns) {
+        const uint8_t *g = row + (size_t)(c & ~3) * 16;
+        __m128i sh = _mm_cvtsi32_si128(2 * (c & 3));
+        const __m256i m = _mm256_set1_epi8(3);
+        half2 h;
+        h.lo = _mm256_and_si256(_mm256_srl_epi16(_mm256_loadu_si256((const __m256i *)g), sh), m);
+        h.hi = _mm256_and_si256(_mm256_srl_epi16(_mm256_loadu_si256((const __m256i *)(g + 32)), sh), m);
+        if (scaled) {
+            const __m256i up = _mm256_set_epi64x(2, 2, 0, 0);
+            h.lo = _mm256_sllv_epi64(h.lo, up);
+            h.hi = _mm256_sllv_epi64(h.hi, up);
+        }
+        return h;
+    }
+    return unpack(row + (size_t)c * 8 * r, r, scaled);
+}
+
 /* The int16 pair sums of one half: codes w times activations x (r = 8: w
  * the stored codes, centred here). */
 INLINE __m256i mul16(__m256i w, __m256i x, const int r) {
@@ -180,7 +204,7 @@ INLINE void dots_r(const mq_packed *p, int o0, int o1, const mq_kact *a, int t, 
                 __m256i l16 = _mm256_setzero_si256(), h16 = l16;
                 for (int u = 0; u < K; u++) {
                     int c = 8 * sb + v + u;
-                    half2 W = unpack(w + (size_t)c * 8 * r, r, true);
+                    half2 W = unpack_at(w, c, ns, r, true);
                     const int8_t *xc = x + (size_t)c * MQ_PACK_CHUNK;
                     l16 = _mm256_add_epi16(l16, mul16(W.lo, _mm256_loadu_si256((const __m256i *)xc), r));
                     h16 = _mm256_add_epi16(h16, mul16(W.hi, _mm256_loadu_si256((const __m256i *)(xc + 32)), r));
@@ -192,7 +216,7 @@ INLINE void dots_r(const mq_packed *p, int o0, int o1, const mq_kact *a, int t, 
             _mm256_storeu_si256((__m256i *)(I + 16 * sb + 8), _mm256_srav_epi32(hi, fac));
         }
         for (int c = 8 * ns; c < nc; c++) {
-            half2 W = unpack(w + (size_t)c * 8 * r, r, true);
+            half2 W = unpack_at(w, c, ns, r, true);
             const int8_t *xc = x + (size_t)c * MQ_PACK_CHUNK;
             I[2 * c] = hsum_i32(_mm256_srav_epi32(widen(mul16(W.lo, _mm256_loadu_si256((const __m256i *)xc), r)), fac));
             I[2 * c + 1] = hsum_i32(
@@ -289,7 +313,7 @@ INLINE void gv_tile(const mq_packed *p, int o, const mq_kact *a, float *y, const
                 __m256i X1 = _mm256_loadu_si256((const __m256i *)(x + (size_t)c * MQ_PACK_CHUNK + 32));
                 UNROLL
                 for (int i = 0; i < nr; i++) {
-                    half2 W = unpack(w + (size_t)i * rb + (size_t)c * 8 * r, r, true);
+                    half2 W = unpack_at(w + (size_t)i * rb, c, ns, r, true);
                     l16[i] = _mm256_add_epi16(l16[i], mul16(W.lo, X0, r));
                     h16[i] = _mm256_add_epi16(h16[i], mul16(W.hi, X1, r));
                 }
@@ -322,7 +346,7 @@ INLINE void gv_tile(const mq_packed *p, int o, const mq_kact *a, float *y, const
         __m256 D0 = _mm256_load_ps(dv + (size_t)c * 16), D1 = _mm256_load_ps(dv + (size_t)c * 16 + 8);
         UNROLL
         for (int i = 0; i < nr; i++) {
-            half2 W = unpack(w + (size_t)i * rb + (size_t)c * 8 * r, r, true);
+            half2 W = unpack_at(w + (size_t)i * rb, c, ns, r, true);
             __m256 M0 = D0, M1 = D1;
             if (ng > 1) {
                 M0 = _mm256_mul_ps(D0, _mm256_set1_ps(s[(size_t)i * ng + g0]));
@@ -395,7 +419,7 @@ INLINE void unpack_slice(const mq_packed *p, int o, int nr, int s0, int s1, uint
                 memset(dst, r == 8 ? 128 : 0, 64);
                 continue;
             }
-            half2 W = unpack(p->data + (size_t)(o + i) * p->row_bytes + (size_t)c * 8 * r, r, false);
+            half2 W = unpack_at(p->data + (size_t)(o + i) * p->row_bytes, c, p->nsuper, r, false);
             _mm256_storeu_si256((__m256i *)dst, W.lo);
             _mm256_storeu_si256((__m256i *)(dst + 32), W.hi);
         }

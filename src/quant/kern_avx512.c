@@ -7,12 +7,15 @@
  * Not here: the reference semantics (kern_scalar.c, kern.h).
  *
  * Layout of one 64-weight stored chunk in a zmm after unpacking (pack.h):
+ *   G2 (r = 2, superblocks): the group's 64 bytes, shifted right by 2f for
+ *       field f = c % 4, & 3                    -> byte i = w[i]
  *   P2: the 16 plane bytes broadcast to the four 128-bit lanes, lane L
  *       shifted right by 2L (vpsrlvq), & 3      -> byte i = w[i]
  *   P4: the 32 plane bytes broadcast to both 256-bit halves, the upper
  *       shifted right by 4, & 15                -> byte i = w[i]
  *   P1: the 64-bit word is a byte mask (vmovdqu8 with zeroing)
- * (gemv skips the shifts at widths 2 and 4: see unpack_scaled), so zmm
+ * (gemv skips the shifts at width 4, see unpack_scaled, and at width 2 in
+ * the superblocks, see sb_g2), so zmm
  * byte i multiplies activation byte i of the same stored chunk (mq_kact.qs).
  * Superblocks (the first kp/512*512 columns): in each of the 8 stored chunks
  * of a superblock, bytes 4l..4l+3 are 4 columns of activation block l, so
@@ -63,6 +66,16 @@ INLINE __m512i unpack(const uint8_t *src, const int r) {
     }
 }
 
+/* The 64 plain codes of stored chunk c of a row (pack.h: a G2 group's
+ * field c % 4 at r = 2 in the superblocks, else the chunk's planes). */
+INLINE __m512i unpack_at(const uint8_t *row, int c, int ns, const int r) {
+    if (r == 2 && c < 8 * ns)
+        return _mm512_and_si512(
+            _mm512_srl_epi16(_mm512_loadu_si512(row + (size_t)(c & ~3) * 16), _mm_cvtsi32_si128(2 * (c & 3))),
+            _mm512_set1_epi8(3));
+    return unpack(row + (size_t)c * 8 * r, r);
+}
+
 INLINE __m512i chunk_dot(__m512i w, const int8_t *x) {
     return _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, _mm512_loadu_si512(x));
 }
@@ -90,15 +103,13 @@ INLINE __m512 chunk_scale(const float *s, int g0, int g1) {
 
 /* --------------------------------------------------- scaled unpacking */
 
-/* gemv skips the shifts of the 2- and 4-bit unpacks (gemm unpacks once per
- * slice, with them): each 128-bit
- * lane L of a P2 chunk keeps its field where it is (byte & 3 << 2L, i.e.
- * 4^L * w) and the upper half of a P4 chunk its high nibble (16 * w). The
- * int32 lanes of vpdpbusd then carry a constant factor per lane (at most
+/* gemv skips the shift of the 4-bit unpack (gemm unpacks once per slice,
+ * with it): the upper half of a P4 chunk keeps its high nibble (16 * w).
+ * The int32 lanes 8-15 of vpdpbusd then carry a constant factor 16 (at most
  * 4 * 240 * 127 = 121,920 < 2^24, so their conversion to fp32 is exact), and
  * the row's fp32 accumulator, linear in those lanes, is multiplied by the
- * inverse factors once at the end (powers of two: exact). Widths 8, 6 and 3
- * unpack to plain codes (factor 1). */
+ * inverse factors once at the end (a power of two: exact). Widths 8, 6, 3
+ * and 2 (whose superblocks sb_g2 reads) unpack to plain codes (factor 1). */
 INLINE __m512i unpack_scaled(const uint8_t *src, const int r) {
     switch (r) {
     case 4:
@@ -106,11 +117,6 @@ INLINE __m512i unpack_scaled(const uint8_t *src, const int r) {
                                 _mm512_set_epi64(-0x0F0F0F0F0F0F0F10LL, -0x0F0F0F0F0F0F0F10LL, -0x0F0F0F0F0F0F0F10LL,
                                                  -0x0F0F0F0F0F0F0F10LL, 0x0F0F0F0F0F0F0F0FLL, 0x0F0F0F0F0F0F0F0FLL,
                                                  0x0F0F0F0F0F0F0F0FLL, 0x0F0F0F0F0F0F0F0FLL));
-    case 2:
-        return _mm512_and_si512(_mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)src)),
-                                _mm512_set_epi64(-0x3F3F3F3F3F3F3F40LL, -0x3F3F3F3F3F3F3F40LL, 0x3030303030303030LL,
-                                                 0x3030303030303030LL, 0x0C0C0C0C0C0C0C0CLL, 0x0C0C0C0C0C0C0C0CLL,
-                                                 0x0303030303030303LL, 0x0303030303030303LL));
     default: return unpack(src, r);
     }
 }
@@ -120,9 +126,6 @@ INLINE __m512 lane_factor(const int r) {
     if (r == 4)
         return _mm512_set_ps(0.0625f, 0.0625f, 0.0625f, 0.0625f, 0.0625f, 0.0625f, 0.0625f, 0.0625f, 1, 1, 1, 1, 1,
                              1, 1, 1);
-    if (r == 2)
-        return _mm512_set_ps(0.015625f, 0.015625f, 0.015625f, 0.015625f, 0.0625f, 0.0625f, 0.0625f, 0.0625f, 0.25f,
-                             0.25f, 0.25f, 0.25f, 1, 1, 1, 1);
     return _mm512_set1_ps(1.0f);
 }
 
@@ -220,12 +223,12 @@ INLINE void dots_r(const mq_packed *p, int o0, int o1, const mq_kact *a, int t, 
             __m512i acc = _mm512_setzero_si512();
             for (int v = 0; v < 8; v++) {
                 int c = 8 * sb + v;
-                acc = _mm512_dpbusd_epi32(acc, unpack(w + (size_t)c * 8 * r, r), _mm512_loadu_si512(x + (size_t)c * 64));
+                acc = _mm512_dpbusd_epi32(acc, unpack_at(w, c, ns, r), _mm512_loadu_si512(x + (size_t)c * 64));
             }
             _mm512_storeu_si512(I + 16 * sb, acc);
         }
         for (int c = 8 * ns; c < nc; c++) {
-            __m512i P = chunk_dot(unpack(w + (size_t)c * 8 * r, r), x + (size_t)c * MQ_PACK_CHUNK);
+            __m512i P = chunk_dot(unpack_at(w, c, ns, r), x + (size_t)c * MQ_PACK_CHUNK);
             I[2 * c] = _mm512_mask_reduce_add_epi32(0x00FF, P);
             I[2 * c + 1] = _mm512_mask_reduce_add_epi32(0xFF00, P);
         }
@@ -245,9 +248,47 @@ static void dots_avx512(const mq_packed *p, int o0, int o1, const mq_kact *a, in
 
 /* --------------------------------------------------- a tile of products */
 
-#define TR 8 /* gemv rows per tile at most: each activation chunk serves them all */
+#define TR 4 /* gemv rows per tile at most (GV_ROWS): each activation chunk serves them all */
 #define GV_ROWS 4 /* gemv: 4 rows; 8 rows streamed at once from memory decoded 35% slower (docs/results.md §7) */
 #define PF_AHEAD 16384 /* prefetch distance in bytes (best of 6-24 KiB measured, §8) */
+
+/* One int2 superblock (G2 groups, pack.h) of rows w, w + rb, .. (nr <= TR)
+ * into the int32 block dots acc[i] (lane l = block l), from whole 64-byte
+ * loads: per group of 4 chunks and row one load, and field f masked in
+ * place (3 << 2f: 4^f times chunk 4q+f's codes, in stored order) times
+ * the activation chunk 4q+f, one accumulator per field; the fields are
+ * joined exactly at the end (an arithmetic shift of a multiple of 4^f).
+ * On Zen 4 this step runs at ~1.3 core cycles per 64 weights, a 16-byte
+ * broadcast per chunk at ~2 (bench/vnnimix.c, docs/results.md §14).
+ * A lane sums 2 chunks x 4 products of at most 64 * 3 * 127: < 2^24.
+ * nr <= 4 (GV_ROWS): 16 accumulators. */
+INLINE void sb_g2(const uint8_t *w, size_t rb, const int8_t *x, int sb, __m512i *out, const int nr) {
+    const __m512i m[4] = {_mm512_set1_epi8(0x03), _mm512_set1_epi8(0x0C), _mm512_set1_epi8(0x30),
+                          _mm512_set1_epi8((char)0xC0)};
+    __m512i acc[4][4];
+    UNROLL
+    for (int i = 0; i < nr; i++)
+        for (int f = 0; f < 4; f++) acc[i][f] = _mm512_setzero_si512();
+    UNROLL
+    for (int h = 0; h < 2; h++) {
+        int c = 8 * sb + 4 * h;
+        const int8_t *xc = x + (size_t)c * MQ_PACK_CHUNK;
+        __m512i X0 = _mm512_loadu_si512(xc), X1 = _mm512_loadu_si512(xc + 64), X2 = _mm512_loadu_si512(xc + 128),
+                X3 = _mm512_loadu_si512(xc + 192);
+        UNROLL
+        for (int i = 0; i < nr; i++) {
+            __m512i W = _mm512_loadu_si512(w + (size_t)i * rb + (size_t)c * 16);
+            acc[i][0] = _mm512_dpbusd_epi32(acc[i][0], _mm512_and_si512(W, m[0]), X0);
+            acc[i][1] = _mm512_dpbusd_epi32(acc[i][1], _mm512_and_si512(W, m[1]), X1);
+            acc[i][2] = _mm512_dpbusd_epi32(acc[i][2], _mm512_and_si512(W, m[2]), X2);
+            acc[i][3] = _mm512_dpbusd_epi32(acc[i][3], _mm512_and_si512(W, m[3]), X3);
+        }
+    }
+    UNROLL
+    for (int i = 0; i < nr; i++)
+        out[i] = _mm512_add_epi32(_mm512_add_epi32(acc[i][0], _mm512_srai_epi32(acc[i][1], 2)),
+                                  _mm512_add_epi32(_mm512_srai_epi32(acc[i][2], 4), _mm512_srai_epi32(acc[i][3], 6)));
+}
 
 /* Decode: rows o..o+nr-1 (nr <= TR, a constant per call) of token 0 into
  * y[o + i]. Superblocks: per row one int32 accumulator takes the 8 chunks'
@@ -284,15 +325,19 @@ INLINE void gv_tile(const mq_packed *p, int o, const mq_kact *a, float *y, const
         for (int l = 0; l < nr * r; l++) _mm_prefetch(pf + 64 * l, _MM_HINT_T1);
         pf += nr * 64 * r;
         __m512i acc[TR];
-        UNROLL
-        for (int i = 0; i < nr; i++) acc[i] = _mm512_setzero_si512();
-        UNROLL
-        for (int v = 0; v < 8; v++) {
-            int c = 8 * sb + v;
-            __m512i X = _mm512_loadu_si512(x + (size_t)c * MQ_PACK_CHUNK);
+        if (r == 2) {
+            sb_g2(w, rb, x, sb, acc, nr);
+        } else {
             UNROLL
-            for (int i = 0; i < nr; i++)
-                acc[i] = _mm512_dpbusd_epi32(acc[i], unpack_scaled(w + (size_t)i * rb + (size_t)c * 8 * r, r), X);
+            for (int i = 0; i < nr; i++) acc[i] = _mm512_setzero_si512();
+            UNROLL
+            for (int v = 0; v < 8; v++) {
+                int c = 8 * sb + v;
+                __m512i X = _mm512_loadu_si512(x + (size_t)c * MQ_PACK_CHUNK);
+                UNROLL
+                for (int i = 0; i < nr; i++)
+                    acc[i] = _mm512_dpbusd_epi32(acc[i], unpack_scaled(w + (size_t)i * rb + (size_t)c * 8 * r, r), X);
+            }
         }
         __m512 D = _mm512_loadu_ps(d + 16 * sb);
         UNROLL
@@ -309,7 +354,7 @@ INLINE void gv_tile(const mq_packed *p, int o, const mq_kact *a, float *y, const
         __m512 D = _mm512_load_ps(dv + (size_t)c * 16);
         UNROLL
         for (int i = 0; i < nr; i++) {
-            __m512i W = unpack_scaled(w + (size_t)i * rb + (size_t)c * 8 * r, r);
+            __m512i W = unpack_scaled(w + (size_t)i * rb + (size_t)c * 8 * r, r); /* r = 2: P2, plain */
             __m512 m = ng > 1 ? _mm512_mul_ps(D, chunk_scale(s + (size_t)i * ng, g0, g1)) : D;
             facc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), W, X)), m, facc[i]);
         }
@@ -318,8 +363,7 @@ INLINE void gv_tile(const mq_packed *p, int o, const mq_kact *a, float *y, const
     UNROLL
     for (int i = 0; i < nr; i++)
         if (ng == 1) facc[i] = _mm512_mul_ps(facc[i], _mm512_set1_ps(s[(size_t)i * ng]));
-    rows_out(p, o, a, 0, facc, f, y + o, nr < 4 ? nr : 4);
-    if (nr > 4) rows_out(p, o + 4, a, 0, facc + 4, f, y + o + 4, nr - 4);
+    rows_out(p, o, a, 0, facc, f, y + o, nr);
 }
 
 /* --------------------------------------------------------------- gemv */
@@ -327,11 +371,7 @@ INLINE void gv_tile(const mq_packed *p, int o, const mq_kact *a, float *y, const
 INLINE void gemv_r(const mq_packed *p, int o0, int o1, const mq_kact *a, float *y, const int r) {
     int o = o0;
     for (; o + GV_ROWS <= o1; o += GV_ROWS) gv_tile(p, o, a, y, r, GV_ROWS);
-    switch (o1 - o) {
-    case 7: gv_tile(p, o, a, y, r, 7); break;
-    case 6: gv_tile(p, o, a, y, r, 6); break;
-    case 5: gv_tile(p, o, a, y, r, 5); break;
-    case 4: gv_tile(p, o, a, y, r, 4); break;
+    switch (o1 - o) { /* fewer than GV_ROWS left */
     case 3: gv_tile(p, o, a, y, r, 3); break;
     case 2: gv_tile(p, o, a, y, r, 2); break;
     case 1: gv_tile(p, o, a, y, r, 1); break;
@@ -416,7 +456,7 @@ INLINE void unpack_slice(const mq_packed *p, int o, int nr, int s0, int s1, uint
     for (int c = c0; c < c1; c++)
         for (int i = 0; i < GR; i++)
             _mm512_store_si512(wb + ((size_t)(c - c0) * GR + i) * 64,
-                               i < nr ? unpack(w + (size_t)i * p->row_bytes + (size_t)c * 8 * r, r) : _mm512_setzero_si512());
+                               i < nr ? unpack_at(w + (size_t)i * p->row_bytes, c, ns, r) : _mm512_setzero_si512());
     if (ng == 1) return;
     __m512i gidx = block_group_idx(sh);
     for (int s = s0; s < s1; s++)

@@ -65,6 +65,11 @@ static void put_chunk(const uint8_t *w, int r, uint8_t *dst) {
 /* The 64 codes of stored chunk c (positions 64c..64c+63) of a row. */
 static void stored_chunk(const mq_packed *p, int row, int c, uint8_t out[MQ_PACK_CHUNK]) {
     const uint8_t *src = p->data + (size_t)row * p->row_bytes + (size_t)c * 8 * p->bits;
+    if (mq_pack_grouped(p->bits, p->nsuper, c)) { /* pack.h: field c % 4 of its group's 64 bytes */
+        const uint8_t *g = p->data + (size_t)row * p->row_bytes + (size_t)(c & ~3) * 16;
+        for (int i = 0; i < MQ_PACK_CHUNK; i++) out[i] = (uint8_t)((g[i] >> (2 * (c & 3))) & 3);
+        return;
+    }
     memset(out, 0, MQ_PACK_CHUNK);
     switch (p->bits) {
     case 8: memcpy(out, src, MQ_PACK_CHUNK); break;
@@ -167,13 +172,20 @@ mq_status mq_pack_build(const uint8_t *q, const float *alpha, const uint8_t *zer
                 MQ_ASSERT(n <= p->over_ptr[o + 1]);
             }
         }
+        uint8_t *row = p->data + (size_t)o * p->row_bytes;
         for (int c = 0; c < nchunks; c++) {
             for (int i = 0; i < MQ_PACK_CHUNK; i++) {
                 int j = mq_pack_col_at(p->kp, c * MQ_PACK_CHUNK + i);
                 int v = j < cols ? mq_ref_slice(qr[j], r, extra) : 0;
                 w[i] = (uint8_t)(v > cap ? cap : v);
             }
-            put_chunk(w, r, p->data + (size_t)o * p->row_bytes + (size_t)c * 8 * r);
+            if (mq_pack_grouped(r, p->nsuper, c)) { /* byte i of the group: code i of its 4 chunks */
+                uint8_t *g = row + (size_t)(c & ~3) * 16;
+                if ((c & 3) == 0) memset(g, 0, 64);
+                for (int i = 0; i < MQ_PACK_CHUNK; i++) g[i] |= (uint8_t)(w[i] << (2 * (c & 3)));
+            } else {
+                put_chunk(w, r, row + (size_t)c * 8 * r);
+            }
         }
         MQ_ASSERT(!extra || n == p->over_ptr[o + 1]);
     }

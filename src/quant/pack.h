@@ -21,6 +21,13 @@
  * 8 of them accumulate the whole integer dot of each of 16 blocks in one
  * register. Columns past the superblocks (kp % 512) stay in natural order.
  * Activations are quantized into the same order (kern.h mq_kact.qs).
+ * Grouped int2 (G2): at r = 2 the superblock chunks are stored 4 to a
+ * 64-byte group instead (the same bytes: chunks 4q..4q+3 of a row take
+ * bytes 64q..64q+63): byte i of the group = w_4q[i] | w_4q+1[i]<<2 |
+ * w_4q+2[i]<<4 | w_4q+3[i]<<6, so that one whole 64-byte load and one mask
+ * give a chunk's 64 codes in stored order (a 16-byte broadcast per chunk
+ * cost the AVX-512 gemv half its rate, docs/results.md §14). Tail chunks
+ * keep P2.
  * Extra precision ("rx"): the plane holds min(q_r, 2^r-1) and the weights
  * whose unclamped slice is 2^r are listed per row (CSR); each adds one more
  * unit of its activation.
@@ -53,6 +60,10 @@ static inline int mq_pack_col_at(int kp, int pos) {
     int b = pos % MQ_PACK_SUPER;
     return pos - b + (b % 64) / 4 * 32 + b / 64 * 4 + b % 4;
 }
+
+/* Whether stored chunk c of a width-r row with nsuper superblocks is in a
+ * G2 group (its codes: field c % 4 of the 64 bytes at chunk c & ~3). */
+static inline bool mq_pack_grouped(int r, int nsuper, int c) { return r == 2 && c < 8 * nsuper; }
 
 typedef struct mq_packed {
     int rows, cols;        /* logical shape (out, in) */
