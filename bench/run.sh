@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# run.sh — `make bench`: the machine's ceilings (build/membw), then
+# run.sh — `make bench`: the machine's ceilings (build/membw) and one
+# core's rate of the decode kernel's inner step (build/vnnimix), then
 # `matquant bench` at widths 8, 6, 4, 3, 2, 2x on 1 and 2 threads for
 # stories260K (quantized here into a temp dir) and SmolLM2-135M (MinMax,
 # --scope all, head at int8; quantized once into $MQ_BENCH_CACHE, default
@@ -12,6 +13,7 @@ data=${MQ_SHARED_DATA:-../shared/data}
 cache=${MQ_BENCH_CACHE:-$HOME/.cache/matquant}
 echo "== ceilings ($(date -u +%FT%TZ), load average $(cut -d' ' -f1-3 /proc/loadavg))"
 build/membw
+build/vnnimix
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 if [ -d "$data/stories260K" ]; then
   "$bin" quantize "$data/stories260K/stories260K.bin" --tokenizer "$data/stories260K/tok512.bin" -o "$tmp/s260" \
