@@ -29,7 +29,8 @@
  *    factor 4 in every chunk, undone once per row (a power of two: exact).
  * Unpacking: G2 (r = 2 superblocks, pack.h) = the group's two 32-byte
  * halves >> 2f, & 3, the upper 128-bit lanes moved up 2 bits for the same
- * factor 4 (unpack_at); P2 = the 16 plane bytes broadcast to both lanes, & (3 | 12)
+ * factor 4 (unpack_at); G4 (r = 4 superblocks) = the halves >> 4f, & 15;
+ * P2 = the 16 plane bytes broadcast to both lanes, & (3 | 12)
  * and (>> 4) & (3 | 12); P4 = & 15 and (>> 4) & 15; P1 = 32 bits per half
  * spread to bytes (vpshufb of the broadcast word, test 1,2,..,128, compare);
  * r = 6 places its P2 bits at 4-5 with one variable shift and a mask.
@@ -120,6 +121,15 @@ INLINE half2 unpack(const uint8_t *src, const int r, const bool scaled) {
  * mask per half; scaled moves each half's upper 128-bit lane up by 2 bits,
  * the factor 4 of unpack's P2). */
 INLINE half2 unpack_at(const uint8_t *row, int c, int ns, const int r, const bool scaled) {
+    if (r == 4 && c < 8 * ns) { /* G4: field c % 2 of the group */
+        const uint8_t *g = row + (size_t)(c / 2) * 64;
+        __m128i sh = _mm_cvtsi32_si128(4 * (c & 1));
+        const __m256i m = _mm256_set1_epi8(15);
+        half2 h;
+        h.lo = _mm256_and_si256(_mm256_srl_epi16(_mm256_loadu_si256((const __m256i *)g), sh), m);
+        h.hi = _mm256_and_si256(_mm256_srl_epi16(_mm256_loadu_si256((const __m256i *)(g + 32)), sh), m);
+        return h;
+    }
     if (r == 2 && c < 8 * ns) {
         const uint8_t *g = row + (size_t)(c & ~3) * 16;
         __m128i sh = _mm_cvtsi32_si128(2 * (c & 3));

@@ -14,8 +14,8 @@
  *   P4: the 32 plane bytes broadcast to both 256-bit halves, the upper
  *       shifted right by 4, & 15                -> byte i = w[i]
  *   P1: the 64-bit word is a byte mask (vmovdqu8 with zeroing)
- * (gemv skips the shifts at width 4, see unpack_scaled, and at width 2 in
- * the superblocks, see sb_g2), so zmm
+ * (gemv skips the shifts at widths 2 and 4 in the superblocks, see sb_g2
+ * and sb_g4), so zmm
  * byte i multiplies activation byte i of the same stored chunk (mq_kact.qs).
  * Superblocks (the first kp/512*512 columns): in each of the 8 stored chunks
  * of a superblock, bytes 4l..4l+3 are 4 columns of activation block l, so
@@ -69,6 +69,9 @@ INLINE __m512i unpack(const uint8_t *src, const int r) {
 /* The 64 plain codes of stored chunk c of a row (pack.h: a G2 group's
  * field c % 4 at r = 2 in the superblocks, else the chunk's planes). */
 INLINE __m512i unpack_at(const uint8_t *row, int c, int ns, const int r) {
+    if (r == 4 && c < 8 * ns) /* G4 */
+        return _mm512_and_si512(_mm512_srl_epi16(_mm512_loadu_si512(row + (size_t)(c / 2) * 64), _mm_cvtsi32_si128(4 * (c & 1))),
+                                _mm512_set1_epi8(15));
     if (r == 2 && c < 8 * ns)
         return _mm512_and_si512(
             _mm512_srl_epi16(_mm512_loadu_si512(row + (size_t)(c & ~3) * 16), _mm_cvtsi32_si128(2 * (c & 3))),
@@ -99,34 +102,6 @@ INLINE int group_shift(const mq_packed *p) {
 /* Per-lane weight scale of a chunk: s[g0] in lanes 0-7, s[g1] in 8-15. */
 INLINE __m512 chunk_scale(const float *s, int g0, int g1) {
     return _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(s[g0]), _mm512_set1_ps(s[g1]));
-}
-
-/* --------------------------------------------------- scaled unpacking */
-
-/* gemv skips the shift of the 4-bit unpack (gemm unpacks once per slice,
- * with it): the upper half of a P4 chunk keeps its high nibble (16 * w).
- * The int32 lanes 8-15 of vpdpbusd then carry a constant factor 16 (at most
- * 4 * 240 * 127 = 121,920 < 2^24, so their conversion to fp32 is exact), and
- * the row's fp32 accumulator, linear in those lanes, is multiplied by the
- * inverse factors once at the end (a power of two: exact). Widths 8, 6, 3
- * and 2 (whose superblocks sb_g2 reads) unpack to plain codes (factor 1). */
-INLINE __m512i unpack_scaled(const uint8_t *src, const int r) {
-    switch (r) {
-    case 4:
-        return _mm512_and_si512(_mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)src)),
-                                _mm512_set_epi64(-0x0F0F0F0F0F0F0F10LL, -0x0F0F0F0F0F0F0F10LL, -0x0F0F0F0F0F0F0F10LL,
-                                                 -0x0F0F0F0F0F0F0F10LL, 0x0F0F0F0F0F0F0F0FLL, 0x0F0F0F0F0F0F0F0FLL,
-                                                 0x0F0F0F0F0F0F0F0FLL, 0x0F0F0F0F0F0F0F0FLL));
-    default: return unpack(src, r);
-    }
-}
-
-/* The inverse lane factors of unpack_scaled for width r. */
-INLINE __m512 lane_factor(const int r) {
-    if (r == 4)
-        return _mm512_set_ps(0.0625f, 0.0625f, 0.0625f, 0.0625f, 0.0625f, 0.0625f, 0.0625f, 0.0625f, 1, 1, 1, 1, 1,
-                             1, 1, 1);
-    return _mm512_set1_ps(1.0f);
 }
 
 /* ----------------------------------------------------------- row ends */
@@ -165,14 +140,14 @@ INLINE __m512 over_vec(const mq_packed *p, int o, const mq_kact *a, int t) {
 }
 
 /* y[i] for the nr (<= 4) rows o..o+nr-1 of token t from their fp32
- * accumulators acc[i] times the inverse lane factors f: the lanes' sum,
+ * accumulators acc[i]: the lanes' sum,
  * plus sum_g b_g * G_g, plus the overflow list (over_vec). */
-INLINE void rows_out(const mq_packed *p, int o, const mq_kact *a, int t, const __m512 *acc, __m512 f, float *y,
+INLINE void rows_out(const mq_packed *p, int o, const mq_kact *a, int t, const __m512 *acc, float *y,
                      const int nr) {
     int ng = p->ngroups, nb = a->kp / MQ_PACK_BLOCK;
     const float *G = a->gsum + (size_t)t * nb;
     __m512 v[4];
-    for (int i = 0; i < 4; i++) v[i] = i < nr ? _mm512_mul_ps(acc[i], f) : _mm512_setzero_ps();
+    for (int i = 0; i < 4; i++) v[i] = i < nr ? acc[i] : _mm512_setzero_ps();
     if (p->extra)
         for (int i = 0; i < nr; i++) v[i] = _mm512_add_ps(v[i], over_vec(p, o + i, a, t));
     for (int g = 0; g < ng; g += 16) {
@@ -290,6 +265,31 @@ INLINE void sb_g2(const uint8_t *w, size_t rb, const int8_t *x, int sb, __m512i 
                                   _mm512_add_epi32(_mm512_srai_epi32(acc[i][2], 4), _mm512_srai_epi32(acc[i][3], 6)));
 }
 
+/* The same for int4 (G4): 2 chunks per 64-byte group, field 1 masked in
+ * place with 0xF0 (16 times chunk 2q+1's codes), two accumulators per row
+ * joined by a shift of 4. A lane sums 4 chunks x 4 products of at most
+ * 240 * 127: < 2^24. */
+INLINE void sb_g4(const uint8_t *w, size_t rb, const int8_t *x, int sb, __m512i *out, const int nr) {
+    const __m512i m0 = _mm512_set1_epi8(0x0F), m1 = _mm512_set1_epi8((char)0xF0);
+    __m512i a0[4], a1[4];
+    UNROLL
+    for (int i = 0; i < nr; i++) a0[i] = a1[i] = _mm512_setzero_si512();
+    UNROLL
+    for (int h = 0; h < 4; h++) {
+        int c = 8 * sb + 2 * h;
+        const int8_t *xc = x + (size_t)c * MQ_PACK_CHUNK;
+        __m512i X0 = _mm512_loadu_si512(xc), X1 = _mm512_loadu_si512(xc + 64);
+        UNROLL
+        for (int i = 0; i < nr; i++) {
+            __m512i W = _mm512_loadu_si512(w + (size_t)i * rb + (size_t)c * 32);
+            a0[i] = _mm512_dpbusd_epi32(a0[i], _mm512_and_si512(W, m0), X0);
+            a1[i] = _mm512_dpbusd_epi32(a1[i], _mm512_and_si512(W, m1), X1);
+        }
+    }
+    UNROLL
+    for (int i = 0; i < nr; i++) out[i] = _mm512_add_epi32(a0[i], _mm512_srai_epi32(a1[i], 4));
+}
+
 /* Decode: rows o..o+nr-1 (nr <= TR, a constant per call) of token 0 into
  * y[o + i]. Superblocks: per row one int32 accumulator takes the 8 chunks'
  * vpdpbusd (lane l = block l), then one conversion and one fma with
@@ -327,6 +327,8 @@ INLINE void gv_tile(const mq_packed *p, int o, const mq_kact *a, float *y, const
         __m512i acc[TR];
         if (r == 2) {
             sb_g2(w, rb, x, sb, acc, nr);
+        } else if (r == 4) {
+            sb_g4(w, rb, x, sb, acc, nr);
         } else {
             UNROLL
             for (int i = 0; i < nr; i++) acc[i] = _mm512_setzero_si512();
@@ -336,7 +338,7 @@ INLINE void gv_tile(const mq_packed *p, int o, const mq_kact *a, float *y, const
                 __m512i X = _mm512_loadu_si512(x + (size_t)c * MQ_PACK_CHUNK);
                 UNROLL
                 for (int i = 0; i < nr; i++)
-                    acc[i] = _mm512_dpbusd_epi32(acc[i], unpack_scaled(w + (size_t)i * rb + (size_t)c * 8 * r, r), X);
+                    acc[i] = _mm512_dpbusd_epi32(acc[i], unpack(w + (size_t)i * rb + (size_t)c * 8 * r, r), X);
             }
         }
         __m512 D = _mm512_loadu_ps(d + 16 * sb);
@@ -354,16 +356,15 @@ INLINE void gv_tile(const mq_packed *p, int o, const mq_kact *a, float *y, const
         __m512 D = _mm512_load_ps(dv + (size_t)c * 16);
         UNROLL
         for (int i = 0; i < nr; i++) {
-            __m512i W = unpack_scaled(w + (size_t)i * rb + (size_t)c * 8 * r, r); /* r = 2: P2, plain */
+            __m512i W = unpack(w + (size_t)i * rb + (size_t)c * 8 * r, r);
             __m512 m = ng > 1 ? _mm512_mul_ps(D, chunk_scale(s + (size_t)i * ng, g0, g1)) : D;
             facc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), W, X)), m, facc[i]);
         }
     }
-    __m512 f = lane_factor(r);
     UNROLL
     for (int i = 0; i < nr; i++)
         if (ng == 1) facc[i] = _mm512_mul_ps(facc[i], _mm512_set1_ps(s[(size_t)i * ng]));
-    rows_out(p, o, a, 0, facc, f, y + o, nr);
+    rows_out(p, o, a, 0, facc, y + o, nr);
 }
 
 /* --------------------------------------------------------------- gemv */

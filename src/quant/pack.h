@@ -27,7 +27,8 @@
  * w_4q+2[i]<<4 | w_4q+3[i]<<6, so that one whole 64-byte load and one mask
  * give a chunk's 64 codes in stored order (a 16-byte broadcast per chunk
  * cost the AVX-512 gemv half its rate, docs/results.md §14). Tail chunks
- * keep P2.
+ * keep P2. G4 likewise at r = 4: 2 chunks to a 64-byte group, byte i =
+ * w_2q[i] | w_2q+1[i]<<4 (tail chunks keep P4).
  * Extra precision ("rx"): the plane holds min(q_r, 2^r-1) and the weights
  * whose unclamped slice is 2^r are listed per row (CSR); each adds one more
  * unit of its activation.
@@ -63,7 +64,9 @@ static inline int mq_pack_col_at(int kp, int pos) {
 
 /* Whether stored chunk c of a width-r row with nsuper superblocks is in a
  * G2 group (its codes: field c % 4 of the 64 bytes at chunk c & ~3). */
-static inline bool mq_pack_grouped(int r, int nsuper, int c) { return r == 2 && c < 8 * nsuper; }
+static inline bool mq_pack_grouped(int r, int nsuper, int c) { return (r == 2 || r == 4) && c < 8 * nsuper; }
+/* Chunks per group of a grouped width (G2: 4, G4: 2). */
+static inline int mq_pack_group_chunks(int r) { return r == 2 ? 4 : 2; }
 
 typedef struct mq_packed {
     int rows, cols;        /* logical shape (out, in) */
