@@ -161,30 +161,45 @@ VNNI static double nobcast(void) {
     keep(_mm512_add_epi32(_mm512_add_epi32(a0, a1), _mm512_add_epi32(a2, a3)));
     return (double)REPS * (ROWB / 16) * 4;
 }
-/* 4 chunks per 64-byte load, field f masked in place, one accumulator per row and field */
+/* 4 chunks per 64-byte load, field f masked in place, one accumulator per
+ * row and field (16, named: an array of them is kept on the stack at -O2) */
+#define ROW4(i, b0, b1, b2, b3)                                                                                    \
+    do {                                                                                                           \
+        __m512i w = _mm512_load_si512(W[i] + 64 * c);                                                             \
+        b0 = _mm512_dpbusd_epi32(b0, _mm512_and_si512(w, m0), x0);                                                 \
+        b1 = _mm512_dpbusd_epi32(b1, _mm512_and_si512(w, m1), x1);                                                 \
+        b2 = _mm512_dpbusd_epi32(b2, _mm512_and_si512(w, m2), x2);                                                 \
+        b3 = _mm512_dpbusd_epi32(b3, _mm512_and_si512(w, m3), x3);                                                 \
+    } while (0)
+VNNI static __m512i sum4(__m512i a, __m512i b, __m512i c, __m512i d) {
+    return _mm512_add_epi32(_mm512_add_epi32(a, b), _mm512_add_epi32(c, d));
+}
 VNNI static double fields(void) {
-    const __m512i m0 = _mm512_set1_epi8(3), m1 = _mm512_set1_epi8(12), m2 = _mm512_set1_epi8(48), m3 = _mm512_set1_epi8(-64);
-    __m512i z = _mm512_setzero_si512();
-    __m512i a00=z,a01=z,a02=z,a03=z,a10=z,a11=z,a12=z,a13=z,a20=z,a21=z,a22=z,a23=z,a30=z,a31=z,a32=z,a33=z;
+    const __m512i m0 = _mm512_set1_epi8(3), m1 = _mm512_set1_epi8(12), m2 = _mm512_set1_epi8(48),
+                  m3 = _mm512_set1_epi8(-64), z = _mm512_setzero_si512();
+    __m512i a00 = z, a01 = z, a02 = z, a03 = z, a10 = z, a11 = z, a12 = z, a13 = z;
+    __m512i a20 = z, a21 = z, a22 = z, a23 = z, a30 = z, a31 = z, a32 = z, a33 = z;
     for (int r = 0; r < REPS; r++)
         for (int c = 0; c < ROWB / 64; c++) {
             const int8_t *xp = X + 256 * c;
-            __m512i x0 = _mm512_load_si512(xp), x1 = _mm512_load_si512(xp + 64), x2 = _mm512_load_si512(xp + 128), x3 = _mm512_load_si512(xp + 192);
-#define RW(i, b0, b1, b2, b3) { __m512i w = _mm512_load_si512(W[i] + 64 * c); \
-            b0 = _mm512_dpbusd_epi32(b0, _mm512_and_si512(w, m0), x0); b1 = _mm512_dpbusd_epi32(b1, _mm512_and_si512(w, m1), x1); \
-            b2 = _mm512_dpbusd_epi32(b2, _mm512_and_si512(w, m2), x2); b3 = _mm512_dpbusd_epi32(b3, _mm512_and_si512(w, m3), x3); }
-            RW(0,a00,a01,a02,a03) RW(1,a10,a11,a12,a13) RW(2,a20,a21,a22,a23) RW(3,a30,a31,a32,a33)
+            __m512i x0 = _mm512_load_si512(xp), x1 = _mm512_load_si512(xp + 64);
+            __m512i x2 = _mm512_load_si512(xp + 128), x3 = _mm512_load_si512(xp + 192);
+            ROW4(0, a00, a01, a02, a03);
+            ROW4(1, a10, a11, a12, a13);
+            ROW4(2, a20, a21, a22, a23);
+            ROW4(3, a30, a31, a32, a33);
         }
-    __m512i t = _mm512_add_epi32(_mm512_add_epi32(_mm512_add_epi32(a00,a01),_mm512_add_epi32(a02,a03)),_mm512_add_epi32(_mm512_add_epi32(a10,a11),_mm512_add_epi32(a12,a13)));
-    t = _mm512_add_epi32(t, _mm512_add_epi32(_mm512_add_epi32(_mm512_add_epi32(a20,a21),_mm512_add_epi32(a22,a23)),_mm512_add_epi32(_mm512_add_epi32(a30,a31),_mm512_add_epi32(a32,a33))));
-    keep(t);
+    keep(sum4(sum4(a00, a01, a02, a03), sum4(a10, a11, a12, a13), sum4(a20, a21, a22, a23),
+              sum4(a30, a31, a32, a33)));
     return (double)REPS * (ROWB / 64) * 16;
 }
+
 /* core cycles per TSC cycle: a chain of dependent adds retires one per cycle */
 static double clock_ratio(void) {
     unsigned long n = 200000000UL, x = 1;
     uint64_t t0 = __rdtsc();
-    for (unsigned long i = 0; i < n; i++) __asm__ volatile("add $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0" : "+r"(x));
+    for (unsigned long i = 0; i < n; i++)
+        __asm__ volatile("add $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0" : "+r"(x));
     uint64_t t1 = __rdtsc();
     sink += (int)x;
     return 4.0 * (double)n / (double)(t1 - t0);

@@ -106,7 +106,9 @@ static void vexp_scalar(float *out, const float *in, size_t n) {
 static int pick(void) {
 #ifdef MQ_VEXP_X86
     const char *e = getenv("MQ_KERNELS");
-    int cap = !e ? MQ_VEXP_AVX512 : !strcmp(e, "scalar") ? MQ_VEXP_SCALAR : !strcmp(e, "avx2") ? MQ_VEXP_AVX2 : MQ_VEXP_AVX512;
+    int cap = MQ_VEXP_AVX512;
+    if (e && !strcmp(e, "scalar")) cap = MQ_VEXP_SCALAR;
+    if (e && !strcmp(e, "avx2")) cap = MQ_VEXP_AVX2;
     __builtin_cpu_init();
     int have = __builtin_cpu_supports("avx512f") ? MQ_VEXP_AVX512
                : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? MQ_VEXP_AVX2

@@ -116,28 +116,19 @@ INLINE half2 unpack(const uint8_t *src, const int r, const bool scaled) {
     }
 }
 
-/* Stored chunk c of a row as unpack gives it (pack.h: a G2 group's field
- * c % 4 at r = 2 in the superblocks, two 32-byte loads, one shift and one
- * mask per half; scaled moves each half's upper 128-bit lane up by 2 bits,
- * the factor 4 of unpack's P2). */
+/* Stored chunk c of a row as unpack gives it (pack.h: the chunk's field
+ * of its G2 / G4 group in the superblocks at r = 2 and 4, two 32-byte
+ * loads, one shift and one mask per half; scaled, at r = 2, moves each
+ * half's upper 128-bit lane up by 2 bits, the factor 4 of unpack's P2). */
 INLINE half2 unpack_at(const uint8_t *row, int c, int ns, const int r, const bool scaled) {
-    if (r == 4 && c < 8 * ns) { /* G4: field c % 2 of the group */
-        const uint8_t *g = row + (size_t)(c / 2) * 64;
-        __m128i sh = _mm_cvtsi32_si128(4 * (c & 1));
-        const __m256i m = _mm256_set1_epi8(15);
+    if (mq_pack_grouped(r, ns, c)) {
+        const uint8_t *g = row + mq_pack_group_offset(r, c);
+        __m128i sh = _mm_cvtsi32_si128(mq_pack_group_shift(r, c));
+        const __m256i m = _mm256_set1_epi8((char)((1 << r) - 1));
         half2 h;
         h.lo = _mm256_and_si256(_mm256_srl_epi16(_mm256_loadu_si256((const __m256i *)g), sh), m);
         h.hi = _mm256_and_si256(_mm256_srl_epi16(_mm256_loadu_si256((const __m256i *)(g + 32)), sh), m);
-        return h;
-    }
-    if (r == 2 && c < 8 * ns) {
-        const uint8_t *g = row + (size_t)(c & ~3) * 16;
-        __m128i sh = _mm_cvtsi32_si128(2 * (c & 3));
-        const __m256i m = _mm256_set1_epi8(3);
-        half2 h;
-        h.lo = _mm256_and_si256(_mm256_srl_epi16(_mm256_loadu_si256((const __m256i *)g), sh), m);
-        h.hi = _mm256_and_si256(_mm256_srl_epi16(_mm256_loadu_si256((const __m256i *)(g + 32)), sh), m);
-        if (scaled) {
+        if (r == 2 && scaled) {
             const __m256i up = _mm256_set_epi64x(2, 2, 0, 0);
             h.lo = _mm256_sllv_epi64(h.lo, up);
             h.hi = _mm256_sllv_epi64(h.hi, up);

@@ -14,8 +14,8 @@
  *   P4: the 32 plane bytes broadcast to both 256-bit halves, the upper
  *       shifted right by 4, & 15                -> byte i = w[i]
  *   P1: the 64-bit word is a byte mask (vmovdqu8 with zeroing)
- * (gemv skips the shifts at widths 2 and 4 in the superblocks, see sb_g2
- * and sb_g4), so zmm
+ * (gemv skips the shifts at widths 2 and 4 in the superblocks, see
+ * sb_grouped), so zmm
  * byte i multiplies activation byte i of the same stored chunk (mq_kact.qs).
  * Superblocks (the first kp/512*512 columns): in each of the 8 stored chunks
  * of a superblock, bytes 4l..4l+3 are 4 columns of activation block l, so
@@ -66,16 +66,13 @@ INLINE __m512i unpack(const uint8_t *src, const int r) {
     }
 }
 
-/* The 64 plain codes of stored chunk c of a row (pack.h: a G2 group's
- * field c % 4 at r = 2 in the superblocks, else the chunk's planes). */
+/* The 64 plain codes of stored chunk c of a row (pack.h: its field of a G2
+ * / G4 group at r = 2 and 4 in the superblocks, else the chunk's planes). */
 INLINE __m512i unpack_at(const uint8_t *row, int c, int ns, const int r) {
-    if (r == 4 && c < 8 * ns) /* G4 */
-        return _mm512_and_si512(_mm512_srl_epi16(_mm512_loadu_si512(row + (size_t)(c / 2) * 64), _mm_cvtsi32_si128(4 * (c & 1))),
-                                _mm512_set1_epi8(15));
-    if (r == 2 && c < 8 * ns)
-        return _mm512_and_si512(
-            _mm512_srl_epi16(_mm512_loadu_si512(row + (size_t)(c & ~3) * 16), _mm_cvtsi32_si128(2 * (c & 3))),
-            _mm512_set1_epi8(3));
+    if (mq_pack_grouped(r, ns, c))
+        return _mm512_and_si512(_mm512_srl_epi16(_mm512_loadu_si512(row + mq_pack_group_offset(r, c)),
+                                                 _mm_cvtsi32_si128(mq_pack_group_shift(r, c))),
+                                _mm512_set1_epi8((char)((1 << r) - 1)));
     return unpack(row + (size_t)c * 8 * r, r);
 }
 
@@ -223,71 +220,50 @@ static void dots_avx512(const mq_packed *p, int o0, int o1, const mq_kact *a, in
 
 /* --------------------------------------------------- a tile of products */
 
-#define TR 4 /* gemv rows per tile at most (GV_ROWS): each activation chunk serves them all */
 #define GV_ROWS 4 /* gemv: 4 rows; 8 rows streamed at once from memory decoded 35% slower (docs/results.md §7) */
+#define TR GV_ROWS /* gemv rows per tile at most: each activation chunk serves them all */
 #define PF_AHEAD 16384 /* prefetch distance in bytes (best of 6-24 KiB measured, §8) */
 
-/* One int2 superblock (G2 groups, pack.h) of rows w, w + rb, .. (nr <= TR)
- * into the int32 block dots acc[i] (lane l = block l), from whole 64-byte
- * loads: per group of 4 chunks and row one load, and field f masked in
- * place (3 << 2f: 4^f times chunk 4q+f's codes, in stored order) times
- * the activation chunk 4q+f, one accumulator per field; the fields are
- * joined exactly at the end (an arithmetic shift of a multiple of 4^f).
- * On Zen 4 this step runs at ~1.3 core cycles per 64 weights, a 16-byte
- * broadcast per chunk at ~2 (bench/vnnimix.c, docs/results.md §14).
- * A lane sums 2 chunks x 4 products of at most 64 * 3 * 127: < 2^24.
- * nr <= 4 (GV_ROWS): 16 accumulators. */
-INLINE void sb_g2(const uint8_t *w, size_t rb, const int8_t *x, int sb, __m512i *out, const int nr) {
-    const __m512i m[4] = {_mm512_set1_epi8(0x03), _mm512_set1_epi8(0x0C), _mm512_set1_epi8(0x30),
-                          _mm512_set1_epi8((char)0xC0)};
-    __m512i acc[4][4];
+/* One superblock of grouped rows (G2 at r = 2, G4 at r = 4; pack.h) w, w +
+ * rb, .. (nr <= TR) into the int32 block dots out[i] (lane l = block l),
+ * from whole 64-byte loads: per group of F = 8/r chunks and row one load,
+ * and field f masked in place ((2^r - 1) << rf: 2^(rf) times chunk
+ * F q + f's codes, in stored order) times activation chunk F q + f, one
+ * accumulator per field; the fields are joined exactly at the end (an
+ * arithmetic shift of a multiple of 2^(rf)). On Zen 4 this step runs at
+ * ~1.0-1.3 core cycles per 64 weights, a 16- or 32-byte broadcast per chunk at
+ * ~2 (bench/vnnimix.c, docs/results.md §14). A lane sums 8/F chunks x 4
+ * products of at most 192 * 127 (r = 2) or 240 * 127 (r = 4): < 2^24. */
+INLINE void sb_grouped(const uint8_t *w, size_t rb, const int8_t *x, int sb, __m512i *out, const int nr,
+                       const int r) {
+    enum { FMAX = 4 };
+    const int F = 8 / r;
+    __m512i m[FMAX], acc[TR][FMAX];
+    UNROLL
+    for (int f = 0; f < F; f++) m[f] = _mm512_set1_epi8((char)(((1 << r) - 1) << (r * f)));
     UNROLL
     for (int i = 0; i < nr; i++)
-        for (int f = 0; f < 4; f++) acc[i][f] = _mm512_setzero_si512();
+        UNROLL
+        for (int f = 0; f < F; f++) acc[i][f] = _mm512_setzero_si512();
     UNROLL
-    for (int h = 0; h < 2; h++) {
-        int c = 8 * sb + 4 * h;
-        const int8_t *xc = x + (size_t)c * MQ_PACK_CHUNK;
-        __m512i X0 = _mm512_loadu_si512(xc), X1 = _mm512_loadu_si512(xc + 64), X2 = _mm512_loadu_si512(xc + 128),
-                X3 = _mm512_loadu_si512(xc + 192);
+    for (int h = 0; h < 8 / F; h++) {
+        int c = 8 * sb + F * h;
+        __m512i X[FMAX];
+        UNROLL
+        for (int f = 0; f < F; f++) X[f] = _mm512_loadu_si512(x + (size_t)(c + f) * MQ_PACK_CHUNK);
         UNROLL
         for (int i = 0; i < nr; i++) {
-            __m512i W = _mm512_loadu_si512(w + (size_t)i * rb + (size_t)c * 16);
-            acc[i][0] = _mm512_dpbusd_epi32(acc[i][0], _mm512_and_si512(W, m[0]), X0);
-            acc[i][1] = _mm512_dpbusd_epi32(acc[i][1], _mm512_and_si512(W, m[1]), X1);
-            acc[i][2] = _mm512_dpbusd_epi32(acc[i][2], _mm512_and_si512(W, m[2]), X2);
-            acc[i][3] = _mm512_dpbusd_epi32(acc[i][3], _mm512_and_si512(W, m[3]), X3);
+            __m512i W = _mm512_loadu_si512(w + (size_t)i * rb + (size_t)c * 8 * r);
+            UNROLL
+            for (int f = 0; f < F; f++) acc[i][f] = _mm512_dpbusd_epi32(acc[i][f], _mm512_and_si512(W, m[f]), X[f]);
         }
     }
     UNROLL
-    for (int i = 0; i < nr; i++)
-        out[i] = _mm512_add_epi32(_mm512_add_epi32(acc[i][0], _mm512_srai_epi32(acc[i][1], 2)),
-                                  _mm512_add_epi32(_mm512_srai_epi32(acc[i][2], 4), _mm512_srai_epi32(acc[i][3], 6)));
-}
-
-/* The same for int4 (G4): 2 chunks per 64-byte group, field 1 masked in
- * place with 0xF0 (16 times chunk 2q+1's codes), two accumulators per row
- * joined by a shift of 4. A lane sums 4 chunks x 4 products of at most
- * 240 * 127: < 2^24. */
-INLINE void sb_g4(const uint8_t *w, size_t rb, const int8_t *x, int sb, __m512i *out, const int nr) {
-    const __m512i m0 = _mm512_set1_epi8(0x0F), m1 = _mm512_set1_epi8((char)0xF0);
-    __m512i a0[4], a1[4];
-    UNROLL
-    for (int i = 0; i < nr; i++) a0[i] = a1[i] = _mm512_setzero_si512();
-    UNROLL
-    for (int h = 0; h < 4; h++) {
-        int c = 8 * sb + 2 * h;
-        const int8_t *xc = x + (size_t)c * MQ_PACK_CHUNK;
-        __m512i X0 = _mm512_loadu_si512(xc), X1 = _mm512_loadu_si512(xc + 64);
+    for (int i = 0; i < nr; i++) {
+        out[i] = acc[i][0];
         UNROLL
-        for (int i = 0; i < nr; i++) {
-            __m512i W = _mm512_loadu_si512(w + (size_t)i * rb + (size_t)c * 32);
-            a0[i] = _mm512_dpbusd_epi32(a0[i], _mm512_and_si512(W, m0), X0);
-            a1[i] = _mm512_dpbusd_epi32(a1[i], _mm512_and_si512(W, m1), X1);
-        }
+        for (int f = 1; f < F; f++) out[i] = _mm512_add_epi32(out[i], _mm512_srai_epi32(acc[i][f], r * f));
     }
-    UNROLL
-    for (int i = 0; i < nr; i++) out[i] = _mm512_add_epi32(a0[i], _mm512_srai_epi32(a1[i], 4));
 }
 
 /* Decode: rows o..o+nr-1 (nr <= TR, a constant per call) of token 0 into
@@ -325,10 +301,8 @@ INLINE void gv_tile(const mq_packed *p, int o, const mq_kact *a, float *y, const
         for (int l = 0; l < nr * r; l++) _mm_prefetch(pf + 64 * l, _MM_HINT_T1);
         pf += nr * 64 * r;
         __m512i acc[TR];
-        if (r == 2) {
-            sb_g2(w, rb, x, sb, acc, nr);
-        } else if (r == 4) {
-            sb_g4(w, rb, x, sb, acc, nr);
+        if (r == 2 || r == 4) {
+            sb_grouped(w, rb, x, sb, acc, nr, r);
         } else {
             UNROLL
             for (int i = 0; i < nr; i++) acc[i] = _mm512_setzero_si512();

@@ -65,10 +65,10 @@ static void put_chunk(const uint8_t *w, int r, uint8_t *dst) {
 /* The 64 codes of stored chunk c (positions 64c..64c+63) of a row. */
 static void stored_chunk(const mq_packed *p, int row, int c, uint8_t out[MQ_PACK_CHUNK]) {
     const uint8_t *src = p->data + (size_t)row * p->row_bytes + (size_t)c * 8 * p->bits;
-    if (mq_pack_grouped(p->bits, p->nsuper, c)) { /* pack.h: field c % n of its group's 64 bytes */
-        int n = mq_pack_group_chunks(p->bits), r = p->bits;
-        const uint8_t *g = p->data + (size_t)row * p->row_bytes + (size_t)(c / n) * 64;
-        for (int i = 0; i < MQ_PACK_CHUNK; i++) out[i] = (uint8_t)((g[i] >> (r * (c % n))) & ((1 << r) - 1));
+    if (mq_pack_grouped(p->bits, p->nsuper, c)) { /* pack.h: one field of its group's 64 bytes */
+        int r = p->bits, sh = mq_pack_group_shift(r, c);
+        const uint8_t *g = p->data + (size_t)row * p->row_bytes + mq_pack_group_offset(r, c);
+        for (int i = 0; i < MQ_PACK_CHUNK; i++) out[i] = (uint8_t)((g[i] >> sh) & ((1 << r) - 1));
         return;
     }
     memset(out, 0, MQ_PACK_CHUNK);
@@ -181,10 +181,10 @@ mq_status mq_pack_build(const uint8_t *q, const float *alpha, const uint8_t *zer
                 w[i] = (uint8_t)(v > cap ? cap : v);
             }
             if (mq_pack_grouped(r, p->nsuper, c)) { /* byte i of the group: code i of each of its chunks */
-                int gc = mq_pack_group_chunks(r);
-                uint8_t *g = row + (size_t)(c / gc) * 64;
-                if (c % gc == 0) memset(g, 0, 64);
-                for (int i = 0; i < MQ_PACK_CHUNK; i++) g[i] |= (uint8_t)(w[i] << (r * (c % gc)));
+                uint8_t *g = row + mq_pack_group_offset(r, c);
+                int sh = mq_pack_group_shift(r, c);
+                if (sh == 0) memset(g, 0, 64); /* the group's first chunk */
+                for (int i = 0; i < MQ_PACK_CHUNK; i++) g[i] |= (uint8_t)(w[i] << sh);
             } else {
                 put_chunk(w, r, row + (size_t)c * 8 * r);
             }

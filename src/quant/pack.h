@@ -63,10 +63,14 @@ static inline int mq_pack_col_at(int kp, int pos) {
 }
 
 /* Whether stored chunk c of a width-r row with nsuper superblocks is in a
- * G2 group (its codes: field c % 4 of the 64 bytes at chunk c & ~3). */
+ * G2 / G4 group: its codes are then (g[i] >> mq_pack_group_shift) & (2^r - 1)
+ * for the 64 bytes g at mq_pack_group_offset in the row. */
 static inline bool mq_pack_grouped(int r, int nsuper, int c) { return (r == 2 || r == 4) && c < 8 * nsuper; }
 /* Chunks per group of a grouped width (G2: 4, G4: 2). */
-static inline int mq_pack_group_chunks(int r) { return r == 2 ? 4 : 2; }
+static inline int mq_pack_group_chunks(int r) { return 8 / r; }
+/* Byte offset in its row of grouped chunk c's group, and the shift of its field. */
+static inline size_t mq_pack_group_offset(int r, int c) { return (size_t)(c / mq_pack_group_chunks(r)) * 64; }
+static inline int mq_pack_group_shift(int r, int c) { return r * (c % mq_pack_group_chunks(r)); }
 
 typedef struct mq_packed {
     int rows, cols;        /* logical shape (out, in) */
