@@ -245,8 +245,7 @@ INLINE void sb_grouped(const uint8_t *w, size_t rb, const int8_t *x, int sb, __m
     for (int i = 0; i < nr; i++)
         UNROLL
         for (int f = 0; f < F; f++) acc[i][f] = _mm512_setzero_si512();
-    UNROLL
-    for (int h = 0; h < 8 / F; h++) {
+    for (int h = 0; h < 8 / F; h++) { /* no UNROLL: -O1 (sanitize) cannot unroll it and warns */
         int c = 8 * sb + F * h;
         __m512i X[FMAX];
         UNROLL
