@@ -234,28 +234,39 @@ static void dots_avx512(const mq_packed *p, int o0, int o1, const mq_kact *a, in
  * ~1.0-1.3 core cycles per 64 weights, a 16- or 32-byte broadcast per chunk at
  * ~2 (bench/vnnimix.c, docs/results.md §14). A lane sums 8/F chunks x 4
  * products of at most 192 * 127 (r = 2) or 240 * 127 (r = 4): < 2^24. */
+/* sb_grouped's step over the group of chunks c.. of every row (explicit
+ * calls, not a loop: -O1 cannot honour an unroll pragma there, and the
+ * rolled loop cost int2 a quarter of its speed) */
+INLINE void group_step(const uint8_t *w, size_t rb, const int8_t *x, int c, const __m512i *m, __m512i (*acc)[4],
+                       const int nr, const int r) {
+    const int F = 8 / r;
+    __m512i X[4];
+    UNROLL
+    for (int f = 0; f < F; f++) X[f] = _mm512_loadu_si512(x + (size_t)(c + f) * MQ_PACK_CHUNK);
+    UNROLL
+    for (int i = 0; i < nr; i++) {
+        __m512i W = _mm512_loadu_si512(w + (size_t)i * rb + (size_t)c * 8 * r);
+        UNROLL
+        for (int f = 0; f < F; f++) acc[i][f] = _mm512_dpbusd_epi32(acc[i][f], _mm512_and_si512(W, m[f]), X[f]);
+    }
+}
+
 INLINE void sb_grouped(const uint8_t *w, size_t rb, const int8_t *x, int sb, __m512i *out, const int nr,
                        const int r) {
-    enum { FMAX = 4 };
     const int F = 8 / r;
-    __m512i m[FMAX], acc[TR][FMAX];
+    __m512i m[4], acc[TR][4];
     UNROLL
     for (int f = 0; f < F; f++) m[f] = _mm512_set1_epi8((char)(((1 << r) - 1) << (r * f)));
     UNROLL
     for (int i = 0; i < nr; i++)
         UNROLL
         for (int f = 0; f < F; f++) acc[i][f] = _mm512_setzero_si512();
-    for (int h = 0; h < 8 / F; h++) { /* no UNROLL: -O1 (sanitize) cannot unroll it and warns */
-        int c = 8 * sb + F * h;
-        __m512i X[FMAX];
-        UNROLL
-        for (int f = 0; f < F; f++) X[f] = _mm512_loadu_si512(x + (size_t)(c + f) * MQ_PACK_CHUNK);
-        UNROLL
-        for (int i = 0; i < nr; i++) {
-            __m512i W = _mm512_loadu_si512(w + (size_t)i * rb + (size_t)c * 8 * r);
-            UNROLL
-            for (int f = 0; f < F; f++) acc[i][f] = _mm512_dpbusd_epi32(acc[i][f], _mm512_and_si512(W, m[f]), X[f]);
-        }
+    int c = 8 * sb;
+    group_step(w, rb, x, c, m, acc, nr, r);
+    group_step(w, rb, x, c + F, m, acc, nr, r);
+    if (F == 2) { /* G4: 4 groups of 2 chunks */
+        group_step(w, rb, x, c + 4, m, acc, nr, r);
+        group_step(w, rb, x, c + 6, m, acc, nr, r);
     }
     UNROLL
     for (int i = 0; i < nr; i++) {
