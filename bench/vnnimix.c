@@ -2,10 +2,12 @@
  * vnnimix.c — what one core sustains of the decode kernel's inner step, in
  * core cycles per 64 weights (one vpdpbusd), apart from memory: the
  * operands are in L1. The gemv of kern_avx512.c spends, per stored chunk of
- * 64 weights and row, one load of the packed codes (a 16-byte broadcast at
- * int2, 32 at int4, a plain 64-byte load at int8), one mask (int2, int4)
- * and one vpdpbusd, with each activation chunk loaded once for 4 rows.
- * Measured here on one thread, best of several runs:
+ * 64 weights and row, a share of a 64-byte load of the packed codes (the
+ * grouped layouts G2, G3, G4 of pack.h; until §14 of docs/results.md a 16-
+ * or 32-byte broadcast per chunk at int2 and int4), one or two mask
+ * operations and one vpdpbusd, with each activation chunk loaded once for
+ * 4 rows. Measured here on one thread, best of several runs (the
+ * broadcast rows are the layouts the grouped ones replaced):
  *
  *   vpdpbusd alone      12 independent chains, no loads (membw's int8 peak)
  *   int8 step           load 64 B + vpdpbusd, 4 rows
@@ -14,15 +16,20 @@
  *   int2 step, 8 chains the same with 2 accumulators a row (rules out latency)
  *   int2, plain load    the int2 step with a 64-byte load in place of the
  *                       broadcast (wrong products: timing only)
- *   int2, 4 fields      a layout the gemv does not use: one 64-byte load
- *                       serves 4 chunks, field f masked with 3 << 2f, one
- *                       accumulator per row and field (16)
+ *   int2, 4 fields      G2 (the gemv's int2 superblocks since §14): one
+ *                       64-byte load serves 4 chunks, field f masked with
+ *                       3 << 2f, one accumulator per row and field (16)
+ *   int3 P3             the int3 tail layout (and the superblocks' before
+ *                       G3): 16-byte broadcast, shifts, mask, P1 byte mask
+ *   int3, masked add    a G3 tried and not used (bit 2 by a masked add)
+ *   int3 G3             the gemv's int3 superblocks: 3 loads per 8 chunks,
+ *                       fields masked in place at factors 1, 8, 16
  *
  * and the core clock against the TSC (a chain of dependent adds, one per
  * core cycle), so that the kernels' TSC cycles per weight (kernbench) can
  * be read as core cycles. With --json one line {core_ghz, dpbusd, int8,
- * int4, int2, int2_8chains, int2_plain, int2_fields} (core cycles per 64
- * weights).
+ * int4, int2, int2_8chains, int2_plain, int2_fields, int3_p3,
+ * int3_maskadd, int3_g3} (core cycles per 64 weights).
  *
  * Not here: memory (membw), the real kernels (kernbench), other ISAs (needs
  * AVX-512 VNNI; says so and exits 0 without it).
@@ -194,6 +201,108 @@ VNNI static double fields(void) {
     return (double)REPS * (ROWB / 64) * 16;
 }
 
+/* int3 as P3 (the tail layout, and the superblocks' before G3): the
+ * 16-byte P2 broadcast, shifted per 128-bit lane and masked, or 4 where
+ * the chunk's 64-bit P1 word has its bit set; 4 rows */
+#define U3(i, a, cc)                                                                                               \
+    do {                                                                                                           \
+        const uint8_t *src = W[i] + 24 * (cc);                                                                     \
+        uint64_t hb;                                                                                               \
+        memcpy(&hb, src + 16, 8);                                                                                  \
+        __m512i v = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)src));                                \
+        v = _mm512_and_si512(_mm512_srlv_epi64(v, sh), m3);                                                        \
+        v = _mm512_or_si512(v, _mm512_maskz_mov_epi8(_cvtu64_mask64(hb), h4));                                    \
+        a = _mm512_dpbusd_epi32(a, v, x);                                                                          \
+    } while (0)
+VNNI static double step3p(void) {
+    const __m512i sh = _mm512_set_epi64(6, 6, 4, 4, 2, 2, 0, 0), m3 = _mm512_set1_epi8(3), h4 = _mm512_set1_epi8(4);
+    __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+    for (int r = 0; r < REPS; r++)
+        for (int c = 0; c < ROWB / 24; c++) {
+            __m512i x = _mm512_load_si512(X + 64 * c);
+            U3(0, a0, c); U3(1, a1, c); U3(2, a2, c); U3(3, a3, c);
+        }
+    keep(_mm512_add_epi32(_mm512_add_epi32(a0, a1), _mm512_add_epi32(a2, a3)));
+    return (double)REPS * (ROWB / 24) * 4;
+}
+/* int3, a layout tried and not used: one 64-byte load of 4 chunks' low
+ * bits, field f masked in place, plus 4^(f+1) by a masked byte add where
+ * the chunk's bit-2 word (P1) is set (field 3 shifted down first), three
+ * accumulators per row; 4 rows */
+#define HB(i, k) _cvtu64_mask64(((const uint64_t *)(W[i] + 64 * (c + 1)))[k])
+#define ROW3M(i, b0, b1, b2)                                                                                        \
+    do {                                                                                                           \
+        __m512i w = _mm512_load_si512(W[i] + 64 * c), v;                                                           \
+        v = _mm512_mask_add_epi8(_mm512_and_si512(w, m0), HB(i, 0), _mm512_and_si512(w, m0), h4);                  \
+        b0 = _mm512_dpbusd_epi32(b0, v, x0);                                                                       \
+        v = _mm512_mask_add_epi8(_mm512_and_si512(w, m1), HB(i, 1), _mm512_and_si512(w, m1), h16);                 \
+        b1 = _mm512_dpbusd_epi32(b1, v, x1);                                                                       \
+        v = _mm512_mask_add_epi8(_mm512_and_si512(w, m2), HB(i, 2), _mm512_and_si512(w, m2), h64);                 \
+        b2 = _mm512_dpbusd_epi32(b2, v, x2);                                                                       \
+        v = _mm512_and_si512(_mm512_srli_epi16(w, 6), m0);                                                         \
+        v = _mm512_mask_add_epi8(v, HB(i, 3), v, h4);                                                              \
+        b0 = _mm512_dpbusd_epi32(b0, v, x3);                                                                       \
+    } while (0)
+VNNI static double maskadd3(void) {
+    const __m512i m0 = _mm512_set1_epi8(3), m1 = _mm512_set1_epi8(12), m2 = _mm512_set1_epi8(48),
+                  h4 = _mm512_set1_epi8(4), h16 = _mm512_set1_epi8(16), h64 = _mm512_set1_epi8(64),
+                  z = _mm512_setzero_si512();
+    __m512i a00 = z, a01 = z, a02 = z, a10 = z, a11 = z, a12 = z, a20 = z, a21 = z, a22 = z, a30 = z, a31 = z, a32 = z;
+    for (int r = 0; r < REPS; r++)
+        for (int c = 0; c + 1 < ROWB / 64; c += 2) { /* 64 B of low bits, then 32 of P1 words (of 64 read) */
+            const int8_t *xp = X + 128 * c;
+            __m512i x0 = _mm512_load_si512(xp), x1 = _mm512_load_si512(xp + 64);
+            __m512i x2 = _mm512_load_si512(xp + 128), x3 = _mm512_load_si512(xp + 192);
+            ROW3M(0, a00, a01, a02);
+            ROW3M(1, a10, a11, a12);
+            ROW3M(2, a20, a21, a22);
+            ROW3M(3, a30, a31, a32);
+        }
+    keep(sum4(sum4(a00, a01, a02, a10), sum4(a11, a12, a20, a21), sum4(a22, a30, a31, a32), z));
+    return (double)REPS * (ROWB / 128) * 16;
+}
+
+/* int3 as G3 (pack.h, kern_avx512.c sb_g3): a superblock's 8 chunks in 3
+ * groups of 64 bytes (codes 0, 1 and the low 2 bits of 2 in the first; 3,
+ * 4, 5 likewise; 6, 7 and the third bits of 2 and 5 in the last), fields
+ * masked in place at factors 1, 8 and 16, three accumulators per row; 4
+ * rows */
+#define ROW3B(i, b0, b1, b2)                                                                                       \
+    do {                                                                                                           \
+        const uint8_t *g = W[i] + 64 * c;                                                                          \
+        __m512i g0 = _mm512_load_si512(g), g1 = _mm512_load_si512(g + 64), g2 = _mm512_load_si512(g + 128);        \
+        b0 = _mm512_dpbusd_epi32(b0, _mm512_and_si512(g0, m7), x0);                                                \
+        b1 = _mm512_dpbusd_epi32(b1, _mm512_and_si512(g0, m38), x1);                                               \
+        b2 = _mm512_dpbusd_epi32(b2, _mm512_ternarylogic_epi32(m30, _mm512_srli_epi16(g0, 2),                      \
+                                                               _mm512_and_si512(g2, m40), 0xCA), x2);              \
+        b0 = _mm512_dpbusd_epi32(b0, _mm512_and_si512(g1, m7), x3);                                                \
+        b1 = _mm512_dpbusd_epi32(b1, _mm512_and_si512(g1, m38), x4);                                               \
+        b2 = _mm512_dpbusd_epi32(b2, _mm512_ternarylogic_epi32(m30, _mm512_srli_epi16(g1, 2),                      \
+                                                               _mm512_and_si512(_mm512_srli_epi16(g2, 1), m40),    \
+                                                               0xCA), x5);                                         \
+        b0 = _mm512_dpbusd_epi32(b0, _mm512_and_si512(g2, m7), x6);                                                \
+        b1 = _mm512_dpbusd_epi32(b1, _mm512_and_si512(g2, m38), x7);                                               \
+    } while (0)
+VNNI static double fields3(void) {
+    const __m512i m7 = _mm512_set1_epi8(7), m38 = _mm512_set1_epi8(0x38), m30 = _mm512_set1_epi8(0x30),
+                  m40 = _mm512_set1_epi8(0x40), z = _mm512_setzero_si512();
+    __m512i a00 = z, a01 = z, a02 = z, a10 = z, a11 = z, a12 = z, a20 = z, a21 = z, a22 = z, a30 = z, a31 = z, a32 = z;
+    for (int r = 0; r < REPS; r++)
+        for (int c = 0; c + 2 < ROWB / 64; c += 3) {
+            const int8_t *xp = X + 512 * (c / 3);
+            __m512i x0 = _mm512_load_si512(xp), x1 = _mm512_load_si512(xp + 64), x2 = _mm512_load_si512(xp + 128),
+                    x3 = _mm512_load_si512(xp + 192), x4 = _mm512_load_si512(xp + 256),
+                    x5 = _mm512_load_si512(xp + 320), x6 = _mm512_load_si512(xp + 384),
+                    x7 = _mm512_load_si512(xp + 448);
+            ROW3B(0, a00, a01, a02);
+            ROW3B(1, a10, a11, a12);
+            ROW3B(2, a20, a21, a22);
+            ROW3B(3, a30, a31, a32);
+        }
+    keep(sum4(sum4(a00, a01, a02, a10), sum4(a11, a12, a20, a21), sum4(a22, a30, a31, a32), z));
+    return (double)REPS * (ROWB / 192) * 32;
+}
+
 /* core cycles per TSC cycle: a chain of dependent adds retires one per cycle */
 static double clock_ratio(void) {
     unsigned long n = 200000000UL, x = 1;
@@ -243,18 +352,21 @@ int main(int argc, char **argv) {
         tsc_ghz = (double)(__rdtsc() - t0) / 1e9 /
                   ((double)(b.tv_sec - a.tv_sec) + 1e-9 * (double)(b.tv_nsec - a.tv_nsec));
     }
-    double v[7] = {best(alone), best(step8), best(step4), best(step2), best(step2x8), best(nobcast), best(fields)};
-    for (int i = 0; i < 7; i++) v[i] *= ratio; /* TSC -> core cycles */
+    double v[10] = {best(alone),   best(step8),   best(step4),  best(step2), best(step2x8),
+                   best(nobcast), best(fields), best(step3p), best(maskadd3), best(fields3)};
+    for (int i = 0; i < 10; i++) v[i] *= ratio; /* TSC -> core cycles */
     if (json) {
         printf("{\"core_ghz\":%.3f,\"dpbusd\":%.3f,\"int8\":%.3f,\"int4\":%.3f,\"int2\":%.3f,\"int2_8chains\":%.3f,"
-               "\"int2_plain\":%.3f,\"int2_fields\":%.3f}\n",
-               ratio * tsc_ghz, v[0], v[1], v[2], v[3], v[4], v[5], v[6]);
+               "\"int2_plain\":%.3f,\"int2_fields\":%.3f,\"int3_p3\":%.3f,\"int3_maskadd\":%.3f,\"int3_g3\":%.3f}\n",
+               ratio * tsc_ghz, v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9]);
         return 0;
     }
     printf("core clock %.2f GHz (TSC %.3f GHz x %.3f)\n", ratio * tsc_ghz, tsc_ghz, ratio);
-    const char *name[7] = {"vpdpbusd alone (12 chains)", "int8 step (load, dpbusd; 4 rows)",
+    const char *name[10] = {"vpdpbusd alone (12 chains)",          "int8 step (load, dpbusd; 4 rows)",
                            "int4 step (bcast 32 B, and, dpbusd)", "int2 step (bcast 16 B, and, dpbusd)",
-                           "int2 step, 8 chains", "int2, plain 64-B load (timing only)", "int2, 4 fields per 64-B load"};
-    for (int i = 0; i < 7; i++) printf("%-38s %.2f core cycles per 64 weights\n", name[i], v[i]);
+                           "int2 step, 8 chains",                 "int2, plain 64-B load (timing only)",
+                           "int2, 4 fields per 64-B load",        "int3 P3 (bcast 16 B, srlv, and, P1 mask)",
+                           "int3, bit 2 by masked add (not used)",   "int3 G3 (3 groups, fields x1, x8, x16)"};
+    for (int i = 0; i < 10; i++) printf("%-38s %.2f core cycles per 64 weights\n", name[i], v[i]);
     return 0;
 }

@@ -30,6 +30,8 @@
  * Unpacking: G2 (r = 2 superblocks, pack.h) = the group's two 32-byte
  * halves >> 2f, & 3, the upper 128-bit lanes moved up 2 bits for the same
  * factor 4 (unpack_at); G4 (r = 4 superblocks) = the halves >> 4f, & 15;
+ * G3 (r = 3 superblocks) = the halves >> 3f', & 7 (chunks 2 and 5: & 3,
+ * bit 2 from group 2's halves);
  * P2 = the 16 plane bytes broadcast to both lanes, & (3 | 12)
  * and (>> 4) & (3 | 12); P4 = & 15 and (>> 4) & 15; P1 = 32 bits per half
  * spread to bytes (vpshufb of the broadcast word, test 1,2,..,128, compare);
@@ -121,6 +123,21 @@ INLINE half2 unpack(const uint8_t *src, const int r, const bool scaled) {
  * loads, one shift and one mask per half; scaled, at r = 2, moves each
  * half's upper 128-bit lane up by 2 bits, the factor 4 of unpack's P2). */
 INLINE half2 unpack_at(const uint8_t *row, int c, int ns, const int r, const bool scaled) {
+    if (mq_pack_g3(r, ns, c)) { /* the group's halves >> 3 (c % 8 % 3), & 7, or & 3 and bit 2 from group 2 */
+        const uint8_t *g = row + mq_pack_g3_offset(c), *hg = row + mq_pack_g3_hi_offset(c);
+        __m128i sh = _mm_cvtsi32_si128(mq_pack_g3_shift(c)), hs = _mm_cvtsi32_si128(mq_pack_g3_hi_bit(c) - 2);
+        bool split = mq_pack_g3_split(c);
+        const __m256i m = _mm256_set1_epi8(split ? 3 : 7), m4 = _mm256_set1_epi8(4);
+        half2 h;
+        h.lo = _mm256_and_si256(_mm256_srl_epi16(_mm256_loadu_si256((const __m256i *)g), sh), m);
+        h.hi = _mm256_and_si256(_mm256_srl_epi16(_mm256_loadu_si256((const __m256i *)(g + 32)), sh), m);
+        if (split) {
+            h.lo = _mm256_or_si256(h.lo, _mm256_and_si256(_mm256_srl_epi16(_mm256_loadu_si256((const __m256i *)hg), hs), m4));
+            h.hi = _mm256_or_si256(h.hi,
+                                   _mm256_and_si256(_mm256_srl_epi16(_mm256_loadu_si256((const __m256i *)(hg + 32)), hs), m4));
+        }
+        return h;
+    }
     if (mq_pack_grouped(r, ns, c)) {
         const uint8_t *g = row + mq_pack_group_offset(r, c);
         __m128i sh = _mm_cvtsi32_si128(mq_pack_group_shift(r, c));

@@ -13,9 +13,11 @@
  *       shifted right by 2L (vpsrlvq), & 3      -> byte i = w[i]
  *   P4: the 32 plane bytes broadcast to both 256-bit halves, the upper
  *       shifted right by 4, & 15                -> byte i = w[i]
+ *   G3 (r = 3, superblocks): the group's 64 bytes >> 3 (c % 8 % 3), & 7;
+ *       chunks 2 and 5: & 3, bit 2 from group 2 (bit 6 or 7)
  *   P1: the 64-bit word is a byte mask (vmovdqu8 with zeroing)
- * (gemv skips the shifts at widths 2 and 4 in the superblocks, see
- * sb_grouped), so zmm
+ * (gemv skips the shifts at widths 2, 3 and 4 in the superblocks, see
+ * sb_grouped and sb_g3), so zmm
  * byte i multiplies activation byte i of the same stored chunk (mq_kact.qs).
  * Superblocks (the first kp/512*512 columns): in each of the 8 stored chunks
  * of a superblock, bytes 4l..4l+3 are 4 columns of activation block l, so
@@ -69,6 +71,13 @@ INLINE __m512i unpack(const uint8_t *src, const int r) {
 /* The 64 plain codes of stored chunk c of a row (pack.h: its field of a G2
  * / G4 group at r = 2 and 4 in the superblocks, else the chunk's planes). */
 INLINE __m512i unpack_at(const uint8_t *row, int c, int ns, const int r) {
+    if (mq_pack_g3(r, ns, c)) {
+        __m512i g = _mm512_srl_epi16(_mm512_loadu_si512(row + mq_pack_g3_offset(c)), _mm_cvtsi32_si128(mq_pack_g3_shift(c)));
+        if (!mq_pack_g3_split(c)) return _mm512_and_si512(g, _mm512_set1_epi8(7));
+        __m512i h = _mm512_srl_epi16(_mm512_loadu_si512(row + mq_pack_g3_hi_offset(c)),
+                                     _mm_cvtsi32_si128(mq_pack_g3_hi_bit(c) - 2));
+        return _mm512_ternarylogic_epi32(_mm512_set1_epi8(3), g, _mm512_and_si512(h, _mm512_set1_epi8(4)), 0xCA);
+    }
     if (mq_pack_grouped(r, ns, c))
         return _mm512_and_si512(_mm512_srl_epi16(_mm512_loadu_si512(row + mq_pack_group_offset(r, c)),
                                                  _mm_cvtsi32_si128(mq_pack_group_shift(r, c))),
@@ -276,6 +285,43 @@ INLINE void sb_grouped(const uint8_t *w, size_t rb, const int8_t *x, int sb, __m
     }
 }
 
+/* One G3 superblock (pack.h) of rows w, w + rb, .. (nr <= TR) into the
+ * int32 block dots out[i] (lane l = block l), as sb_grouped does for G2:
+ * per row its 3 groups in 3 whole 64-byte loads, each chunk's field masked
+ * in place: chunks 0, 3, 6 at factor 1 (& 7), 1, 4, 7 at factor 8
+ * (& 0x38), and 2, 5 at factor 16 (the 2 low bits shifted down to bits
+ * 4-5, bit 2 at bit 6, merged by one bitwise select), one accumulator per
+ * factor, joined exactly by arithmetic shifts. ~1.4-1.7 core cycles per 64
+ * weights on Zen 4, P3 ~2.7-3.2 (bench/vnnimix.c, docs/results.md §15). A
+ * lane sums at most 3 chunks x 4 products of 56 * 127 (factor 8) or 2 x 4
+ * of 112 * 127 (factor 16): < 2^24. */
+INLINE void sb_g3(const uint8_t *w, size_t rb, const int8_t *x, int sb, __m512i *out, const int nr) {
+    const __m512i m7 = _mm512_set1_epi8(7), m38 = _mm512_set1_epi8(0x38), m30 = _mm512_set1_epi8(0x30),
+                  m40 = _mm512_set1_epi8(0x40);
+    const int8_t *xs = x + (size_t)sb * MQ_PACK_SUPER;
+    __m512i X[8];
+    UNROLL
+    for (int v = 0; v < 8; v++) X[v] = _mm512_loadu_si512(xs + (size_t)v * MQ_PACK_CHUNK);
+    UNROLL
+    for (int i = 0; i < nr; i++) {
+        const uint8_t *g = w + (size_t)i * rb + (size_t)sb * 192;
+        __m512i g0 = _mm512_loadu_si512(g), g1 = _mm512_loadu_si512(g + 64), g2 = _mm512_loadu_si512(g + 128);
+        __m512i a1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_and_si512(g0, m7), X[0]);
+        __m512i a8 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_and_si512(g0, m38), X[1]);
+        __m512i a16 = _mm512_dpbusd_epi32(
+            _mm512_setzero_si512(),
+            _mm512_ternarylogic_epi32(m30, _mm512_srli_epi16(g0, 2), _mm512_and_si512(g2, m40), 0xCA), X[2]);
+        a1 = _mm512_dpbusd_epi32(a1, _mm512_and_si512(g1, m7), X[3]);
+        a8 = _mm512_dpbusd_epi32(a8, _mm512_and_si512(g1, m38), X[4]);
+        a16 = _mm512_dpbusd_epi32(
+            a16, _mm512_ternarylogic_epi32(m30, _mm512_srli_epi16(g1, 2), _mm512_and_si512(_mm512_srli_epi16(g2, 1), m40), 0xCA),
+            X[5]);
+        a1 = _mm512_dpbusd_epi32(a1, _mm512_and_si512(g2, m7), X[6]);
+        a8 = _mm512_dpbusd_epi32(a8, _mm512_and_si512(g2, m38), X[7]);
+        out[i] = _mm512_add_epi32(a1, _mm512_add_epi32(_mm512_srai_epi32(a8, 3), _mm512_srai_epi32(a16, 4)));
+    }
+}
+
 /* Decode: rows o..o+nr-1 (nr <= TR, a constant per call) of token 0 into
  * y[o + i]. Superblocks: per row one int32 accumulator takes the 8 chunks'
  * vpdpbusd (lane l = block l), then one conversion and one fma with
@@ -313,6 +359,8 @@ INLINE void gv_tile(const mq_packed *p, int o, const mq_kact *a, float *y, const
         __m512i acc[TR];
         if (r == 2 || r == 4) {
             sb_grouped(w, rb, x, sb, acc, nr, r);
+        } else if (r == 3) {
+            sb_g3(w, rb, x, sb, acc, nr);
         } else {
             UNROLL
             for (int i = 0; i < nr; i++) acc[i] = _mm512_setzero_si512();

@@ -28,7 +28,9 @@
  * give a chunk's 64 codes in stored order (a 16-byte broadcast per chunk
  * cost the AVX-512 gemv half its rate, docs/results.md §14). Tail chunks
  * keep P2. G4 likewise at r = 4: 2 chunks to a 64-byte group, byte i =
- * w_2q[i] | w_2q+1[i]<<4 (tail chunks keep P4).
+ * w_2q[i] | w_2q+1[i]<<4 (tail chunks keep P4), and G3 at r = 3: 8 chunks
+ * of 3-bit codes in 3 groups (mq_pack_g3_offset; tail chunks keep P2 +
+ * P1).
  * Extra precision ("rx"): the plane holds min(q_r, 2^r-1) and the weights
  * whose unclamped slice is 2^r are listed per row (CSR); each adds one more
  * unit of its activation.
@@ -71,6 +73,22 @@ static inline int mq_pack_group_chunks(int r) { return 8 / r; }
 /* Byte offset in its row of grouped chunk c's group, and the shift of its field. */
 static inline size_t mq_pack_group_offset(int r, int c) { return (size_t)(c / mq_pack_group_chunks(r)) * 64; }
 static inline int mq_pack_group_shift(int r, int c) { return r * (c % mq_pack_group_chunks(r)); }
+
+/* G3 (r = 3 superblocks): a superblock's 192 bytes are three 64-byte
+ * groups; chunk v = c % 8 lies in group v / 3 at bits 3 (v % 3) up:
+ *   group 0 byte i = w_0[i] | w_1[i] << 3 | (w_2[i] & 3) << 6
+ *   group 1 byte i = w_3[i] | w_4[i] << 3 | (w_5[i] & 3) << 6
+ *   group 2 byte i = w_6[i] | w_7[i] << 3 | (w_2[i] >> 2) << 6 | (w_5[i] >> 2) << 7
+ * so that chunks 2 and 5 keep their low 2 bits in their group and bit 2 in
+ * group 2 (bit mq_pack_g3_hi_bit). */
+static inline bool mq_pack_g3(int r, int nsuper, int c) { return r == 3 && c < 8 * nsuper; }
+static inline size_t mq_pack_g3_offset(int c) { return (size_t)(c / 8) * 192 + (size_t)(c % 8 / 3) * 64; }
+static inline int mq_pack_g3_shift(int c) { return 3 * (c % 8 % 3); }
+/* Whether chunk c's field is split (2 bits here, bit 2 in group 2), and
+ * where bit 2 is: bit 6 (chunk 2) or 7 (chunk 5) of group 2's byte. */
+static inline bool mq_pack_g3_split(int c) { return c % 8 % 3 == 2; }
+static inline int mq_pack_g3_hi_bit(int c) { return c % 8 == 2 ? 6 : 7; }
+static inline size_t mq_pack_g3_hi_offset(int c) { return (size_t)(c / 8) * 192 + 128; }
 
 typedef struct mq_packed {
     int rows, cols;        /* logical shape (out, in) */
