@@ -322,6 +322,9 @@ int main(void) {
     shared_case(5, 1088, false);
     shared_case(1, 1088, true);
     shared_case(3, 64, true);
+    /* the widest rows extra precision takes: 16-bit overflow columns up to 65535 */
+    one_case(2, MQ_PACK_MAX_OVER_COLS, MQ_PACK_MAX_OVER_COLS, 2, true);
+    one_case(1, MQ_PACK_MAX_OVER_COLS, 256, 3, true);
     /* unsupported widths and bad shapes */
     uint8_t q[64] = {0}, z[2] = {0};
     float al[2] = {1, 1};
@@ -330,6 +333,21 @@ int main(void) {
     CHECK(strstr(mq_last_error(), "width 5") != NULL, "message: %s", mq_last_error());
     CHECK(mq_pack_build(q, al, z, 1, 64, 48, 4, false, &p) == MQ_ERR_ARG, "group 48 of 64 accepted");
     CHECK(mq_pack_build(q, al, z, 1, 64, 16, 4, false, &p) == MQ_ERR_ARG, "group 16 accepted (blocks of 32 would straddle groups)");
+    {
+        int wide = MQ_PACK_MAX_OVER_COLS + 64;
+        uint8_t *qw = mq_calloc((size_t)wide, 1);
+        float alw[1] = {1};
+        CHECK(mq_pack_build(qw, alw, z, 1, wide, wide, 2, true, &p) == MQ_ERR_ARG &&
+                  strstr(mq_last_error(), "65536 columns") != NULL,
+              "extra precision over 65536 columns: %s", mq_last_error());
+        CHECK(mq_pack_build(qw, alw, z, 1, wide, wide, 2, false, &p) == MQ_OK, "65600 columns without extra: %s",
+              mq_last_error());
+        mq_pack_free(&p);
+        CHECK(!mq_pack_layout_ok(4, wide, wide, 2, true) && mq_pack_layout_ok(4, wide, wide, 2, false) &&
+                  mq_pack_layout_ok(4, wide, wide, 8, true) && mq_pack_layout_ok(4, MQ_PACK_MAX_OVER_COLS, 64, 2, true),
+              "mq_pack_layout_ok: extra precision up to 65536 columns");
+        free(qw);
+    }
     /* the superblock order is a permutation and pos_of inverts col_at */
     int perm_bad = 0;
     for (int pos = 0; pos < 1600; pos++) perm_bad += mq_pack_pos_of(1600, mq_pack_col_at(1600, pos)) != pos;

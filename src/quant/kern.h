@@ -86,7 +86,7 @@ static inline void mq_kern_over_dots(const mq_packed *p, int o, const int8_t *x,
 static inline float mq_kern_over_float(const mq_packed *p, int o, const mq_kact *a, int t) {
     MQ_ASSERT(a->xhat_ready);
     const float *s = p->scale + (size_t)o * p->ngroups, *xh = a->xhat + (size_t)t * a->kp;
-    const uint32_t *col = p->over_col;
+    const uint16_t *col = p->over_col;
     uint32_t n = p->over_ptr[o], n1 = p->over_ptr[o + 1];
     /* four independent sums: a row has ~10 entries, a single chain would
      * wait for each add */

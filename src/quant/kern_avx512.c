@@ -137,7 +137,7 @@ INLINE __m512 over_vec(const mq_packed *p, int o, const mq_kact *a, int t) {
     __m512 acc = _mm512_setzero_ps();
     for (uint32_t n = p->over_ptr[o], n1 = p->over_ptr[o + 1]; n < n1; n += 16) {
         __mmask16 m = n1 - n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n1 - n)) - 1);
-        __m512i col = _mm512_maskz_loadu_epi32(m, p->over_col + n);
+        __m512i col = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p->over_col + n));
         __m512 x = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, col, xh, 4);
         if (ng > 1) x = _mm512_mul_ps(x, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, _mm512_srli_epi32(col, sh), s, 4));
         acc = _mm512_add_ps(acc, x);
@@ -346,11 +346,10 @@ INLINE void gv_tile(const mq_packed *p, int o, const mq_kact *a, float *y, const
      * weights at ~85% of the measured read bandwidth instead of ~45%
      * (docs/results.md §8). */
     const char *pf = (const char *)w + PF_AHEAD;
-    if (p->extra) { /* the overflow list is a second stream: ~3 lines per tile, 4 KiB ahead */
+    if (p->extra) { /* the overflow list is a second stream: ~1.5 lines per tile (16-bit columns), 4 KiB ahead */
         const char *oc = (const char *)(p->over_col + p->over_ptr[o]) + 4096;
         _mm_prefetch(oc, _MM_HINT_T1);
         _mm_prefetch(oc + 64, _MM_HINT_T1);
-        _mm_prefetch(oc + 128, _MM_HINT_T1);
     }
     for (int sb = 0; sb < ns; sb++) {
         UNROLL

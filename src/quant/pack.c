@@ -121,7 +121,7 @@ void mq_pack_free(mq_packed *p) {
 
 bool mq_pack_layout_ok(int rows, int cols, int group, int r, bool extra) {
     return mq_pack_supported(r, extra) && rows > 0 && cols > 0 && group > 0 && cols % group == 0 &&
-           (group == cols || group % MQ_PACK_BLOCK == 0);
+           (group == cols || group % MQ_PACK_BLOCK == 0) && (!extra || r == 8 || cols <= MQ_PACK_MAX_OVER_COLS);
 }
 
 mq_status mq_pack_build(const uint8_t *q, const float *alpha, const uint8_t *zero, int rows, int cols, int group,
@@ -133,6 +133,9 @@ mq_status mq_pack_build(const uint8_t *q, const float *alpha, const uint8_t *zer
     if (group != cols && group % MQ_PACK_BLOCK != 0) /* a block of activations has one weight group */
         return mq_fail(MQ_ERR_ARG, "pack: group %d is not a multiple of %d", group, MQ_PACK_BLOCK);
     if (r == 8) extra = false;
+    if (extra && cols > MQ_PACK_MAX_OVER_COLS)
+        return mq_fail(MQ_ERR_ARG, "pack: extra precision needs at most %d columns (16-bit overflow columns), not %d",
+                       MQ_PACK_MAX_OVER_COLS, cols);
     mq_packed *p = out;
     p->rows = rows;
     p->cols = cols;
@@ -165,7 +168,7 @@ mq_status mq_pack_build(const uint8_t *q, const float *alpha, const uint8_t *zer
             p->over_ptr[o + 1] = (uint32_t)tot;
         }
         p->n_over = tot;
-        p->over_col = mq_malloc((tot ? tot : 1) * sizeof(uint32_t));
+        p->over_col = mq_malloc((tot ? tot : 1) * sizeof(uint16_t));
     }
     int nchunks = p->kp / MQ_PACK_CHUNK;
 #pragma omp parallel for schedule(static) if ((size_t)rows * cols > 65536)
@@ -177,7 +180,7 @@ mq_status mq_pack_build(const uint8_t *q, const float *alpha, const uint8_t *zer
         for (int j = 0; j < cols; j++) { /* columns in order: over_col increases */
             int v = mq_ref_slice(qr[j], r, extra);
             if (v > cap) { /* only with extra: the slice is exactly 2^r */
-                p->over_col[n++] = (uint32_t)j;
+                p->over_col[n++] = (uint16_t)j;
                 MQ_ASSERT(n <= p->over_ptr[o + 1]);
             }
         }
@@ -227,6 +230,6 @@ void mq_pack_unpack_row(const mq_packed *p, int row, int *codes) {
 
 size_t mq_pack_bytes(const mq_packed *p) {
     size_t b = (size_t)p->rows * p->row_bytes + 2 * sizeof(float) * (size_t)p->rows * (size_t)p->ngroups;
-    if (p->extra) b += ((size_t)p->rows + 1 + p->n_over) * sizeof(uint32_t);
+    if (p->extra) b += ((size_t)p->rows + 1) * sizeof(uint32_t) + p->n_over * sizeof(uint16_t);
     return b;
 }

@@ -32,8 +32,9 @@
  * of 3-bit codes in 3 groups (mq_pack_g3_offset; tail chunks keep P2 +
  * P1).
  * Extra precision ("rx"): the plane holds min(q_r, 2^r-1) and the weights
- * whose unclamped slice is 2^r are listed per row (CSR); each adds one more
- * unit of its activation.
+ * whose unclamped slice is 2^r are listed per row (CSR, 16-bit columns:
+ * extra precision needs cols <= 65536); each adds one more unit of its
+ * activation.
  * The affine form per row and group: w = scale * q_r + bias with
  * scale = alpha * 2^(8-r), bias = -alpha * z (mq_ref_row_scale/row_bias).
  *
@@ -49,6 +50,7 @@
 #define MQ_PACK_CHUNK 64  /* weights per chunk */
 #define MQ_PACK_BLOCK 32  /* activation block (int8 scale per block) */
 #define MQ_PACK_SUPER 512 /* columns per interleaved superblock (16 blocks) */
+#define MQ_PACK_MAX_OVER_COLS 65536 /* columns at most with extra precision (16-bit overflow columns) */
 
 /* The stored position of column j in a row of kp columns (kp a multiple of
  * 64); its own inverse is mq_pack_col_at. */
@@ -103,7 +105,7 @@ typedef struct mq_packed {
     float *scale;          /* (rows, ngroups) alpha * 2^(8-bits) */
     float *bias;           /* (rows, ngroups) -alpha * z */
     uint32_t *over_ptr;    /* (rows + 1) CSR offsets into over_col, or NULL */
-    uint32_t *over_col;    /* (n_over) column of each overflow weight, increasing per row */
+    uint16_t *over_col;    /* (n_over) column of each overflow weight, increasing per row (cols <= 65536) */
     size_t n_over;
 } mq_packed;
 
@@ -113,7 +115,8 @@ bool mq_pack_supported(int r, bool extra);
 
 /* Can a (rows, cols) linear with groups of `group` columns be packed at
  * width r (mq_pack_supported, group divides cols and is cols or a multiple
- * of 32)? When not, the model serves that linear dequantized (fp32). */
+ * of 32; with extra precision cols <= 65536, the overflow list's 16-bit
+ * columns)? When not, the model serves that linear dequantized (fp32). */
 bool mq_pack_layout_ok(int rows, int cols, int group, int r, bool extra);
 
 /* Build the packed form of a (rows, cols) linear from parent codes q
@@ -121,7 +124,8 @@ bool mq_pack_layout_ok(int rows, int cols, int group, int r, bool extra);
  * r (extra precision if extra). group divides cols (group = cols: per
  * channel). *out owns its buffers (mq_pack_free). Errors (MQ_ERR_ARG, *out
  * zeroed): unsupported width, bad shape or group (a group other than cols
- * must be a multiple of 32), more than 2^32 overflow weights. */
+ * must be a multiple of 32), extra precision with more than 65536 columns
+ * or more than 2^32 overflow weights. */
 mq_status mq_pack_build(const uint8_t *q, const float *alpha, const uint8_t *zero, int rows, int cols, int group,
                         int r, bool extra, mq_packed *out);
 void mq_pack_free(mq_packed *p);
