@@ -612,29 +612,36 @@ static void tile_out(const mq_packed *p, int o, int nr, const mq_kact *a, int t0
         __m512 Gv = _mm512_permutexvar_ps(_mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0),
                                           _mm512_castps128_ps512(_mm_loadu_ps(g4)));
         out = _mm512_fmadd_ps(Bv, Gv, _mm512_mul_ps(out, S));
-    } else {
+    } else { /* sum_g b_g G_g: the tile's 12 sums in registers (whole loops; missing rows and tokens are zeros) */
         __m512 bacc[16];
+        UNROLL
         for (int k = 0; k < 16; k++) bacc[k] = _mm512_setzero_ps();
         for (int g = 0; g < ng; g += 16) {
             __mmask16 m = ng - g >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (ng - g)) - 1);
-            for (int j = 0; j < nt; j++) {
-                __m512 Gv = _mm512_maskz_loadu_ps(m, a->gsum + (size_t)(t0 + j) * nb + g);
-                for (int i = 0; i < nr; i++)
-                    bacc[4 * j + i] =
-                        _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, p->bias + (size_t)(o + i) * ng + g), Gv, bacc[4 * j + i]);
+            __m512 Gv[MQ_KACT_TT];
+            UNROLL
+            for (int j = 0; j < MQ_KACT_TT; j++)
+                Gv[j] = _mm512_maskz_loadu_ps(j < nt ? m : 0, a->gsum + (size_t)(t0 + (j < nt ? j : 0)) * nb + g);
+            UNROLL
+            for (int i = 0; i < GR; i++) {
+                __m512 Bi = _mm512_maskz_loadu_ps(i < nr ? m : 0, p->bias + (size_t)(o + (i < nr ? i : 0)) * ng + g);
+                UNROLL
+                for (int j = 0; j < MQ_KACT_TT; j++) bacc[4 * j + i] = _mm512_fmadd_ps(Bi, Gv[j], bacc[4 * j + i]);
             }
         }
         out = _mm512_add_ps(out, mq_reduce16(bacc));
     }
-    float res[16] __attribute__((aligned(64)));
     if (ov) {
+        float res[16] __attribute__((aligned(64)));
         for (int k = 0; k < 16; k++) res[k] = 0.0f;
         for (int j = 0; j < nt; j++)
             for (int i = 0; i < nr; i++) res[4 * j + i] = ov[i * OV_T + j];
         out = _mm512_add_ps(out, _mm512_load_ps(res));
     }
-    _mm512_store_ps(res, out);
-    for (int j = 0; j < nt; j++) _mm_mask_storeu_ps(y + (size_t)(t0 + j) * ldy + o, rm, _mm_load_ps(res + 4 * j));
+    _Static_assert(MQ_KACT_TT == 3, "tile_out stores 3 tokens");
+    _mm_mask_storeu_ps(y + (size_t)t0 * ldy + o, rm, _mm512_castps512_ps128(out));
+    if (nt > 1) _mm_mask_storeu_ps(y + (size_t)(t0 + 1) * ldy + o, rm, _mm512_extractf32x4_ps(out, 1));
+    if (nt > 2) _mm_mask_storeu_ps(y + (size_t)(t0 + 2) * ldy + o, rm, _mm512_extractf32x4_ps(out, 2));
 }
 
 INLINE void gemm_r(const mq_packed *p, int o0, int o1, const mq_kact *a, float *y, int ldy, const int r) {
