@@ -505,6 +505,19 @@ INLINE void unpack_slice(const mq_packed *p, int o, int nr, int s0, int s1, uint
         }
 }
 
+/* Prefetch into L2 the packed bytes unpack_slice will read for rows
+ * o..o+nr-1 (nr <= GR) and steps s0..s1-1: issued one slice ahead, so
+ * that the slice's first unpack does not wait on memory (it did: ~7% of a
+ * prompt product's time, docs/results.md §15). */
+INLINE void prefetch_slice(const mq_packed *p, int o, int nr, int s0, int s1, const int r) {
+    int ns = p->nsuper;
+    size_t b0 = (size_t)step_chunk(s0, ns) * 8 * r, b1 = (size_t)step_chunk(s1, ns) * 8 * r;
+    for (int i = 0; i < nr; i++) {
+        const char *row = (const char *)(p->data + (size_t)(o + i) * p->row_bytes);
+        for (size_t b = b0 & ~(size_t)63; b < b1; b += 64) _mm_prefetch(row + b, _MM_HINT_T1);
+    }
+}
+
 /* vpdpbusd of the 4 unpacked weight chunks w0..w3 (rows 0-3) with the
  * activation chunks of NX tokens at x + off (64 bytes each) into the
  * accumulators A[4j + i]. In assembly because GCC, short of registers with
@@ -660,6 +673,12 @@ INLINE void gemm_r(const mq_packed *p, int o0, int o1, const mq_kact *a, float *
             for (int s0 = 0, s1; s0 < nsteps; s0 = s1) {
                 s1 = s0 + KS < ns ? s0 + KS : nsteps;
                 unpack_slice(p, o, nr, s0, s1, wb, sb, r);
+                if (s1 < nsteps) { /* the next slice of these rows, else the next tile's first */
+                    prefetch_slice(p, o, nr, s1, s1 + KS < ns ? s1 + KS : nsteps, r);
+                } else if (o + GR < o1) {
+                    int nr2 = o1 - (o + GR) < GR ? o1 - (o + GR) : GR;
+                    prefetch_slice(p, o + GR, nr2, 0, KS < ns ? KS : nsteps, r);
+                }
                 for (int q = 0; q < ntile; q++)
                     tile_slice(a, tc / MQ_KACT_TT + q, s0, s1, ns, wb, sb, grouped, &part[q]);
             }
