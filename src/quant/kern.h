@@ -72,6 +72,16 @@ static inline int mq_kern_group_of(const mq_packed *p, int k) {
     return g < p->ngroups ? g : p->ngroups - 1;
 }
 
+/* Prefetch into L2 bytes b0..b1-1 of rows o..o+nr-1 of p's packed codes:
+ * the prompt kernels issue it one K-slice ahead of their unpacking, which
+ * otherwise waits on memory (docs/results.md §15). */
+static inline void mq_kern_prefetch_rows(const mq_packed *p, int o, int nr, size_t b0, size_t b1) {
+    for (int i = 0; i < nr; i++) {
+        const char *row = (const char *)(p->data + (size_t)(o + i) * p->row_bytes);
+        for (size_t b = b0 & ~(size_t)63; b < b1; b += 64) __builtin_prefetch(row + b, 0, 2);
+    }
+}
+
 /* Extra precision, shared by every ISA (the list is sparse, ~5% of a row):
  * each overflow weight of row o is one level above the stored plane value,
  * so it adds its int8 activation x[j] once more to the integer dot of its

@@ -539,6 +539,11 @@ INLINE void gemm_r(const mq_packed *p, int o0, int o1, const mq_kact *a, float *
             /* a slice: KS superblocks, or (the last) all the tail chunks */
             int s1 = s0 + KS < ns ? s0 + KS : nsteps; /* the tail chunks ride with the last superblocks */
             unpack_slice(p, o, nr, s0, s1, wb, sbuf, sh, r);
+            /* the next slice of these rows, else the next tile's first, into L2 */
+            int n0 = s1 < nsteps ? s1 : 0, n1 = n0 + KS < ns ? n0 + KS : nsteps, on = s1 < nsteps ? o : o + GR;
+            if (on < o1)
+                mq_kern_prefetch_rows(p, on, o1 - on < GR ? o1 - on : GR, (size_t)step_chunk(n0, ns) * 8 * r,
+                                      (size_t)step_chunk(n1, ns) * 8 * r);
             int t = 0;
             for (; t + GT <= B; t += GT) gm_slice(a, t, s0, s1, ns, wb, sbuf, grouped, y, ldy, o, nr, s0 == 0, r, GT);
             if (t < B) gm_slice(a, t, s0, s1, ns, wb, sbuf, grouped, y, ldy, o, nr, s0 == 0, r, 1);

@@ -505,17 +505,9 @@ INLINE void unpack_slice(const mq_packed *p, int o, int nr, int s0, int s1, uint
         }
 }
 
-/* Prefetch into L2 the packed bytes unpack_slice will read for rows
- * o..o+nr-1 (nr <= GR) and steps s0..s1-1: issued one slice ahead, so
- * that the slice's first unpack does not wait on memory (it did: ~7% of a
- * prompt product's time, docs/results.md §15). */
+/* The next slice's packed bytes into L2 (rows o..o+nr-1, steps s0..s1-1). */
 INLINE void prefetch_slice(const mq_packed *p, int o, int nr, int s0, int s1, const int r) {
-    int ns = p->nsuper;
-    size_t b0 = (size_t)step_chunk(s0, ns) * 8 * r, b1 = (size_t)step_chunk(s1, ns) * 8 * r;
-    for (int i = 0; i < nr; i++) {
-        const char *row = (const char *)(p->data + (size_t)(o + i) * p->row_bytes);
-        for (size_t b = b0 & ~(size_t)63; b < b1; b += 64) _mm_prefetch(row + b, _MM_HINT_T1);
-    }
+    mq_kern_prefetch_rows(p, o, nr, (size_t)step_chunk(s0, p->nsuper) * 8 * r, (size_t)step_chunk(s1, p->nsuper) * 8 * r);
 }
 
 /* vpdpbusd of the 4 unpacked weight chunks w0..w3 (rows 0-3) with the
