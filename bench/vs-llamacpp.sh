@@ -8,7 +8,8 @@
 #     by its quantize call (scripts/bench_llamacpp.py);
 # then one table with tok/s and the effective bandwidth (weight bytes per
 # token x tg tok/s) as a fraction of the measured read bandwidth at that
-# thread count (the higher of build/membw before and after the runs). llama.cpp's bytes per token are its file size (that counts
+# thread count (the highest of build/membw before, between and after the
+# runs). llama.cpp's bytes per token are its file size (that counts
 # its whole embedding table, of which a token reads one row: a slight
 # overestimate of its bandwidth).
 #
@@ -42,16 +43,20 @@ for t in $THREADS; do
   OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-active} "$bin" bench "$ck" --bits "$plans" -p "$P" -n "$N" -t "$t" --reps "$REPS" --json \
     | grep '^{' | jq -c '. + {engine: "matquant"}' >> "$res"
 done
+peaksm=$(build/membw --json | tail -n 1)
+echo "# ceilings between the engines: $peaksm"
 tl=$(echo $THREADS | tr ' ' ',')
 python3 scripts/bench_llamacpp.py "$gguf" "$work" --types Q8_0,Q4_0,Q2_K --threads "$tl" -p "$P" -n "$N" \
   --reps "$REPS" >> "$res"
 echo "# load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 # this VM's bandwidth drifts by tens of percent within minutes: measure the
-# ceilings again after the runs and divide by the higher of the two
+# ceilings again between the engines and after the runs, and divide by the
+# highest of the three readings
 peaks2=$(build/membw --json | tail -n 1)
 echo "# ceilings after: $peaks2"
-peaks=$(jq -c -n --argjson a "$peaks" --argjson b "$peaks2" \
-  '$a + {read_gbs_1t: ([$a.read_gbs_1t, $b.read_gbs_1t] | max), read_gbs_2t: ([$a.read_gbs_2t, $b.read_gbs_2t] | max)}')
+peaks=$(jq -c -n --argjson a "$peaks" --argjson m "$peaksm" --argjson b "$peaks2" \
+  '$a + {read_gbs_1t: ([$a.read_gbs_1t, $m.read_gbs_1t, $b.read_gbs_1t] | max),
+         read_gbs_2t: ([$a.read_gbs_2t, $m.read_gbs_2t, $b.read_gbs_2t] | max)}')
 echo
 echo "| engine | weights | threads | pp tok/s | tg tok/s | MB/token | GB/s | of read BW |"
 echo "|---|---|---|---|---|---|---|---|"
