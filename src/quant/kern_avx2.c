@@ -290,6 +290,43 @@ INLINE void block_scales(const mq_packed *p, const float *s, int sb, int sh, __m
 #define GV_ROWS 4       /* rows per decode tile: each activation chunk is loaded once for all */
 #define PF_AHEAD 16384  /* software prefetch distance (as kern_avx512.c) */
 
+/* One G2 superblock (r = 2, pack.h) of the row at w into its two int32
+ * block-dot halves (lanes as unpack_at's scaled form gives them: the
+ * upper 128-bit lane of each half times 4), without the unpack's shifts:
+ * per 4-chunk group two 32-byte loads, field f masked in place (4^f times
+ * chunk 4q+f's codes; field 3 shifted down to the plain codes), and one
+ * int16 accumulator per factor 1, 4, 16 and half, joined by exact
+ * arithmetic shifts before widening. About half the vector operations of
+ * unpack_at's shift, mask and lane shift per chunk (docs/results.md §15).
+ * int16 bounds: factor 1 sums 4 chunks of pairs <= 2 * 3 * 127 (3048),
+ * factor 4 two of 2 * 12 * 127 (6096), factor 16 two of 2 * 48 * 127
+ * (24384); the join <= 6096: no saturation. */
+INLINE void sb_g2(const uint8_t *w, const int8_t *x, int sb, __m256i *lo, __m256i *hi) {
+    const __m256i m3 = _mm256_set1_epi8(3), m12 = _mm256_set1_epi8(12), m48 = _mm256_set1_epi8(48);
+    __m256i l1 = _mm256_setzero_si256(), l4 = l1, l16 = l1, h1 = l1, h4 = l1, h16 = l1;
+    UNROLL
+    for (int q = 0; q < 2; q++) {
+        const uint8_t *g = w + (size_t)sb * 128 + (size_t)q * 64;
+        const int8_t *xc = x + ((size_t)sb * 8 + (size_t)q * 4) * MQ_PACK_CHUNK;
+        __m256i G0 = _mm256_loadu_si256((const __m256i *)g), G1 = _mm256_loadu_si256((const __m256i *)(g + 32));
+#define X_(f, h) _mm256_loadu_si256((const __m256i *)(xc + (f) * MQ_PACK_CHUNK + 32 * (h)))
+        l1 = _mm256_add_epi16(l1, _mm256_maddubs_epi16(_mm256_and_si256(G0, m3), X_(0, 0)));
+        h1 = _mm256_add_epi16(h1, _mm256_maddubs_epi16(_mm256_and_si256(G1, m3), X_(0, 1)));
+        l4 = _mm256_add_epi16(l4, _mm256_maddubs_epi16(_mm256_and_si256(G0, m12), X_(1, 0)));
+        h4 = _mm256_add_epi16(h4, _mm256_maddubs_epi16(_mm256_and_si256(G1, m12), X_(1, 1)));
+        l16 = _mm256_add_epi16(l16, _mm256_maddubs_epi16(_mm256_and_si256(G0, m48), X_(2, 0)));
+        h16 = _mm256_add_epi16(h16, _mm256_maddubs_epi16(_mm256_and_si256(G1, m48), X_(2, 1)));
+        l1 = _mm256_add_epi16(l1, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(G0, 6), m3), X_(3, 0)));
+        h1 = _mm256_add_epi16(h1, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(G1, 6), m3), X_(3, 1)));
+#undef X_
+    }
+    const __m256i up = _mm256_set_epi32(2, 2, 2, 2, 0, 0, 0, 0);
+    l1 = _mm256_add_epi16(l1, _mm256_add_epi16(_mm256_srai_epi16(l4, 2), _mm256_srai_epi16(l16, 4)));
+    h1 = _mm256_add_epi16(h1, _mm256_add_epi16(_mm256_srai_epi16(h4, 2), _mm256_srai_epi16(h16, 4)));
+    *lo = _mm256_sllv_epi32(widen(l1), up);
+    *hi = _mm256_sllv_epi32(widen(h1), up);
+}
+
 /* Decode: rows o..o+nr-1 of token 0 into y[o + i]. Per superblock and row
  * two int16 accumulators (low / high half) take K16(r) chunks of
  * vpmaddubsw, are widened by one vpmaddwd, converted and multiplied with
@@ -320,7 +357,11 @@ INLINE void gv_tile(const mq_packed *p, int o, const mq_kact *a, float *y, const
         __m256i lo[GV_ROWS], hi[GV_ROWS];
         UNROLL
         for (int i = 0; i < nr; i++) lo[i] = hi[i] = _mm256_setzero_si256();
-        for (int v = 0; v < 8; v += K) {
+        if (r == 2) {
+            UNROLL
+            for (int i = 0; i < nr; i++) sb_g2(w + (size_t)i * rb, x, sb, &lo[i], &hi[i]);
+        }
+        for (int v = 0; r != 2 && v < 8; v += K) {
             __m256i l16[GV_ROWS], h16[GV_ROWS];
             UNROLL
             for (int i = 0; i < nr; i++) l16[i] = h16[i] = _mm256_setzero_si256();
