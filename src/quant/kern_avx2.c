@@ -26,7 +26,9 @@
  *    bias term (in dots: 128 * the block's integer sum);
  *  - r = 2 unpacks without the second shift: the low half's upper 128-bit
  *    lane keeps its codes at bits 2-3 (4 * w), so int32 lanes 4-7 carry a
- *    factor 4 in every chunk, undone once per row (a power of two: exact).
+ *    factor 4 in every chunk, undone once per row (a power of two: exact);
+ *    the decode superblocks (sb_g2) skip the shifts altogether: fields
+ *    masked in place, one int16 accumulator per factor.
  * Unpacking: G2 (r = 2 superblocks, pack.h) = the group's two 32-byte
  * halves >> 2f, & 3, the upper 128-bit lanes moved up 2 bits for the same
  * factor 4 (unpack_at); G4 (r = 4 superblocks) = the halves >> 4f, & 15;
