@@ -121,8 +121,9 @@ INLINE half2 unpack(const uint8_t *src, const int r, const bool scaled) {
 }
 
 /* Stored chunk c of a row as unpack gives it (pack.h: the chunk's field
- * of its G2 / G4 group in the superblocks at r = 2 and 4, two 32-byte
- * loads, one shift and one mask per half; scaled, at r = 2, moves each
+ * of its G2 / G3 / G4 group in the superblocks at r = 2, 3 and 4, two
+ * 32-byte loads, one shift and one mask per half, and at r = 3 for chunks
+ * 2 and 5 the same for bit 2 from group 2; scaled, at r = 2, moves each
  * half's upper 128-bit lane up by 2 bits, the factor 4 of unpack's P2). */
 INLINE half2 unpack_at(const uint8_t *row, int c, int ns, const int r, const bool scaled) {
     if (mq_pack_g3(r, ns, c)) { /* the group's halves >> 3 (c % 8 % 3), & 7, or & 3 and bit 2 from group 2 */

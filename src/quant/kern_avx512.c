@@ -69,7 +69,8 @@ INLINE __m512i unpack(const uint8_t *src, const int r) {
 }
 
 /* The 64 plain codes of stored chunk c of a row (pack.h: its field of a G2
- * / G4 group at r = 2 and 4 in the superblocks, else the chunk's planes). */
+ * / G3 / G4 group at r = 2, 3 and 4 in the superblocks, else the chunk's
+ * planes). */
 INLINE __m512i unpack_at(const uint8_t *row, int c, int ns, const int r) {
     if (mq_pack_g3(r, ns, c)) {
         __m512i g = _mm512_srl_epi16(_mm512_loadu_si512(row + mq_pack_g3_offset(c)), _mm_cvtsi32_si128(mq_pack_g3_shift(c)));
