@@ -78,38 +78,33 @@ VNNI static double alone(void) {
     return (double)REPS * 64 * 12;
 }
 
-VNNI static double step8(void) {
-    __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
-    for (int r = 0; r < REPS; r++)
-        for (int c = 0; c < ROWB / 64; c++) {
-            __m512i x = _mm512_load_si512(X + 64 * c);
-            a0 = _mm512_dpbusd_epi32(a0, _mm512_load_si512(W[0] + 64 * c), x);
-            a1 = _mm512_dpbusd_epi32(a1, _mm512_load_si512(W[1] + 64 * c), x);
-            a2 = _mm512_dpbusd_epi32(a2, _mm512_load_si512(W[2] + 64 * c), x);
-            a3 = _mm512_dpbusd_epi32(a3, _mm512_load_si512(W[3] + 64 * c), x);
-        }
-    keep(_mm512_add_epi32(_mm512_add_epi32(a0, a1), _mm512_add_epi32(a2, a3)));
-    return (double)REPS * (ROWB / 64) * 4;
-}
+/* The body of the 4-row steps below: n chunks, per chunk c one activation
+ * load x and U(i, a_i, c) for rows i = 0..3 (one vpdpbusd each); returns
+ * the vpdpbusd count. */
+#define FOUR_ROWS(n, U)                                                                                            \
+    __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;                                                \
+    for (int r = 0; r < REPS; r++)                                                                                 \
+        for (int c = 0; c < (n); c++) {                                                                            \
+            __m512i x = _mm512_load_si512(X + 64 * c);                                                             \
+            U(0, a0, c);                                                                                           \
+            U(1, a1, c);                                                                                           \
+            U(2, a2, c);                                                                                           \
+            U(3, a3, c);                                                                                           \
+        }                                                                                                          \
+    keep(_mm512_add_epi32(_mm512_add_epi32(a0, a1), _mm512_add_epi32(a2, a3)));                                    \
+    return (double)REPS * (n) * 4
+
+#define U8(i, a, cc) a = _mm512_dpbusd_epi32(a, _mm512_load_si512(W[i] + 64 * (cc)), x)
+VNNI static double step8(void) { FOUR_ROWS(ROWB / 64, U8); }
 
 VNNI static double step4(void) {
     const __m512i m = _mm512_set_epi64(-0x0F0F0F0F0F0F0F10LL, -0x0F0F0F0F0F0F0F10LL, -0x0F0F0F0F0F0F0F10LL,
                                        -0x0F0F0F0F0F0F0F10LL, 0x0F0F0F0F0F0F0F0FLL, 0x0F0F0F0F0F0F0F0FLL,
                                        0x0F0F0F0F0F0F0F0FLL, 0x0F0F0F0F0F0F0F0FLL);
-    __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
-#define U4(i, a)                                                                                                   \
+#define U4(i, a, cc)                                                                                               \
     a = _mm512_dpbusd_epi32(                                                                                       \
-        a, _mm512_and_si512(_mm512_broadcast_i64x4(_mm256_load_si256((const __m256i *)(W[i] + 32 * c))), m), x)
-    for (int r = 0; r < REPS; r++)
-        for (int c = 0; c < ROWB / 32; c++) {
-            __m512i x = _mm512_load_si512(X + 64 * c);
-            U4(0, a0);
-            U4(1, a1);
-            U4(2, a2);
-            U4(3, a3);
-        }
-    keep(_mm512_add_epi32(_mm512_add_epi32(a0, a1), _mm512_add_epi32(a2, a3)));
-    return (double)REPS * (ROWB / 32) * 4;
+        a, _mm512_and_si512(_mm512_broadcast_i64x4(_mm256_load_si256((const __m256i *)(W[i] + 32 * (cc)))), m), x)
+    FOUR_ROWS(ROWB / 32, U4);
 }
 
 #define P2MASK                                                                                                     \
@@ -121,17 +116,7 @@ VNNI static double step4(void) {
 
 VNNI static double step2(void) {
     const __m512i m = P2MASK;
-    __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
-    for (int r = 0; r < REPS; r++)
-        for (int c = 0; c < ROWB / 16; c++) { /* X is 4 * ROWB: 64 activations per 16 code bytes */
-            __m512i x = _mm512_load_si512(X + 64 * c);
-            U2(0, a0, c);
-            U2(1, a1, c);
-            U2(2, a2, c);
-            U2(3, a3, c);
-        }
-    keep(_mm512_add_epi32(_mm512_add_epi32(a0, a1), _mm512_add_epi32(a2, a3)));
-    return (double)REPS * (ROWB / 16) * 4;
+    FOUR_ROWS(ROWB / 16, U2); /* X is 4 * ROWB: 64 activations per 16 code bytes */
 }
 
 VNNI static double step2x8(void) {
@@ -158,15 +143,8 @@ VNNI static double step2x8(void) {
 
 VNNI static double nobcast(void) {
     const __m512i m = P2MASK;
-    __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
 #define UN(i, a, cc) a = _mm512_dpbusd_epi32(a, _mm512_and_si512(_mm512_load_si512(W[i] + 16 * ((cc) & ~3)), m), x)
-    for (int r = 0; r < REPS; r++)
-        for (int c = 0; c < ROWB / 16; c++) {
-            __m512i x = _mm512_load_si512(X + 64 * c);
-            UN(0, a0, c); UN(1, a1, c); UN(2, a2, c); UN(3, a3, c);
-        }
-    keep(_mm512_add_epi32(_mm512_add_epi32(a0, a1), _mm512_add_epi32(a2, a3)));
-    return (double)REPS * (ROWB / 16) * 4;
+    FOUR_ROWS(ROWB / 16, UN);
 }
 /* 4 chunks per 64-byte load, field f masked in place, one accumulator per
  * row and field (16, named: an array of them is kept on the stack at -O2) */
@@ -216,14 +194,7 @@ VNNI static double fields(void) {
     } while (0)
 VNNI static double step3p(void) {
     const __m512i sh = _mm512_set_epi64(6, 6, 4, 4, 2, 2, 0, 0), m3 = _mm512_set1_epi8(3), h4 = _mm512_set1_epi8(4);
-    __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
-    for (int r = 0; r < REPS; r++)
-        for (int c = 0; c < ROWB / 24; c++) {
-            __m512i x = _mm512_load_si512(X + 64 * c);
-            U3(0, a0, c); U3(1, a1, c); U3(2, a2, c); U3(3, a3, c);
-        }
-    keep(_mm512_add_epi32(_mm512_add_epi32(a0, a1), _mm512_add_epi32(a2, a3)));
-    return (double)REPS * (ROWB / 24) * 4;
+    FOUR_ROWS(ROWB / 24, U3);
 }
 /* int3, a layout tried and not used: one 64-byte load of 4 chunks' low
  * bits, field f masked in place, plus 4^(f+1) by a masked byte add where

@@ -72,13 +72,26 @@ static inline int mq_kern_group_of(const mq_packed *p, int k) {
     return g < p->ngroups ? g : p->ngroups - 1;
 }
 
-/* Prefetch into L2 bytes b0..b1-1 of rows o..o+nr-1 of p's packed codes:
- * the prompt kernels issue it one K-slice ahead of their unpacking, which
- * otherwise waits on memory (docs/results.md §15). */
-static inline void mq_kern_prefetch_rows(const mq_packed *p, int o, int nr, size_t b0, size_t b1) {
+/* The first stored chunk of step s of a row with ns superblocks: a
+ * superblock for s < ns, then one tail chunk each (mq_kact_nsteps). */
+static inline int mq_kern_step_chunk(int s, int ns) { return s < ns ? 8 * s : 8 * ns + (s - ns); }
+
+/* The prompt kernels unpack tiles of gr rows in K-slices of ks
+ * superblocks (the last slice takes the tail chunks too). Having unpacked
+ * the slice of rows o.. that ends at step s1, prefetch into L2 the packed
+ * codes of the next one — the same rows' next slice, else the first slice
+ * of the next tile (rows below o1) — which the unpack otherwise waits on
+ * (docs/results.md §15). */
+static inline void mq_kern_prefetch_next_slice(const mq_packed *p, int o, int o1, int gr, int s1, int ks, int r) {
+    int ns = p->nsuper, nsteps = mq_kact_nsteps(p->kp);
+    int on = s1 < nsteps ? o : o + gr, n0 = s1 < nsteps ? s1 : 0;
+    if (on >= o1) return;
+    int n1 = n0 + ks < ns ? n0 + ks : nsteps, nr = o1 - on < gr ? o1 - on : gr;
+    size_t b0 = (size_t)mq_kern_step_chunk(n0, ns) * 8 * (size_t)r & ~(size_t)63,
+           b1 = (size_t)mq_kern_step_chunk(n1, ns) * 8 * (size_t)r;
     for (int i = 0; i < nr; i++) {
-        const char *row = (const char *)(p->data + (size_t)(o + i) * p->row_bytes);
-        for (size_t b = b0 & ~(size_t)63; b < b1; b += 64) __builtin_prefetch(row + b, 0, 2);
+        const char *row = (const char *)(p->data + (size_t)(on + i) * p->row_bytes);
+        for (size_t b = b0; b < b1; b += 64) __builtin_prefetch(row + b, 0, 2);
     }
 }
 

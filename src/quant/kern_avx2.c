@@ -330,12 +330,44 @@ INLINE void sb_g2(const uint8_t *w, const int8_t *x, int sb, __m256i *lo, __m256
     *hi = _mm256_sllv_epi32(widen(h1), up);
 }
 
+/* Superblock sb of rows w, w + rb, .. (nr <= GV_ROWS) into their int32
+ * block-dot halves lo[i], hi[i] through unpack_at: per row and half an
+ * int16 accumulator takes K16(r) chunks of vpmaddubsw, widened by one
+ * vpmaddwd. */
+INLINE void sb_unpacked(const uint8_t *w, size_t rb, const int8_t *x, int sb, int ns, __m256i *lo, __m256i *hi,
+                        const int r, const int nr) {
+    const int K = k16(r);
+    UNROLL
+    for (int i = 0; i < nr; i++) lo[i] = hi[i] = _mm256_setzero_si256();
+    for (int v = 0; v < 8; v += K) {
+        __m256i l16[GV_ROWS], h16[GV_ROWS];
+        UNROLL
+        for (int i = 0; i < nr; i++) l16[i] = h16[i] = _mm256_setzero_si256();
+        UNROLL
+        for (int u = 0; u < K; u++) {
+            int c = 8 * sb + v + u;
+            __m256i X0 = _mm256_loadu_si256((const __m256i *)(x + (size_t)c * MQ_PACK_CHUNK));
+            __m256i X1 = _mm256_loadu_si256((const __m256i *)(x + (size_t)c * MQ_PACK_CHUNK + 32));
+            UNROLL
+            for (int i = 0; i < nr; i++) {
+                half2 W = unpack_at(w + (size_t)i * rb, c, ns, r, true);
+                l16[i] = _mm256_add_epi16(l16[i], mul16(W.lo, X0, r));
+                h16[i] = _mm256_add_epi16(h16[i], mul16(W.hi, X1, r));
+            }
+        }
+        UNROLL
+        for (int i = 0; i < nr; i++) {
+            lo[i] = _mm256_add_epi32(lo[i], widen(l16[i]));
+            hi[i] = _mm256_add_epi32(hi[i], widen(h16[i]));
+        }
+    }
+}
+
 /* Decode: rows o..o+nr-1 of token 0 into y[o + i]. Per superblock and row
- * two int16 accumulators (low / high half) take K16(r) chunks of
- * vpmaddubsw, are widened by one vpmaddwd, converted and multiplied with
- * d_k (* s_g(k)) into the row's fp32 lanes. */
+ * its two int32 block-dot halves (sb_g2 at r = 2, else sb_unpacked) are
+ * converted and multiplied with d_k (* s_g(k)) into the row's fp32 lanes. */
 INLINE void gv_tile(const mq_packed *p, int o, const mq_kact *a, float *y, const int r, const int nr) {
-    int nc = p->kp / MQ_PACK_CHUNK, ng = p->ngroups, ns = p->nsuper, K = k16(r);
+    int nc = p->kp / MQ_PACK_CHUNK, ng = p->ngroups, ns = p->nsuper;
     int sh = group_shift(p);
     const int8_t *x = a->qs;
     const float *d = a->d, *dv = a->dvec;
@@ -358,33 +390,11 @@ INLINE void gv_tile(const mq_packed *p, int o, const mq_kact *a, float *y, const
         for (int l = 0; l < nr * r; l++) _mm_prefetch(pf + 64 * l, _MM_HINT_T1);
         pf += nr * 64 * r;
         __m256i lo[GV_ROWS], hi[GV_ROWS];
-        UNROLL
-        for (int i = 0; i < nr; i++) lo[i] = hi[i] = _mm256_setzero_si256();
         if (r == 2) {
             UNROLL
             for (int i = 0; i < nr; i++) sb_g2(w + (size_t)i * rb, x, sb, &lo[i], &hi[i]);
-        }
-        for (int v = 0; r != 2 && v < 8; v += K) {
-            __m256i l16[GV_ROWS], h16[GV_ROWS];
-            UNROLL
-            for (int i = 0; i < nr; i++) l16[i] = h16[i] = _mm256_setzero_si256();
-            UNROLL
-            for (int u = 0; u < K; u++) {
-                int c = 8 * sb + v + u;
-                __m256i X0 = _mm256_loadu_si256((const __m256i *)(x + (size_t)c * MQ_PACK_CHUNK));
-                __m256i X1 = _mm256_loadu_si256((const __m256i *)(x + (size_t)c * MQ_PACK_CHUNK + 32));
-                UNROLL
-                for (int i = 0; i < nr; i++) {
-                    half2 W = unpack_at(w + (size_t)i * rb, c, ns, r, true);
-                    l16[i] = _mm256_add_epi16(l16[i], mul16(W.lo, X0, r));
-                    h16[i] = _mm256_add_epi16(h16[i], mul16(W.hi, X1, r));
-                }
-            }
-            UNROLL
-            for (int i = 0; i < nr; i++) {
-                lo[i] = _mm256_add_epi32(lo[i], widen(l16[i]));
-                hi[i] = _mm256_add_epi32(hi[i], widen(h16[i]));
-            }
+        } else {
+            sb_unpacked(w, rb, x, sb, ns, lo, hi, r, nr);
         }
         __m256 D0 = _mm256_loadu_ps(d + 16 * sb), D1 = _mm256_loadu_ps(d + 16 * sb + 8);
         UNROLL
@@ -464,14 +474,12 @@ static void gemv_avx2(const mq_packed *p, int o0, int o1, const mq_kact *a, floa
 #define WB_CHUNKS (8 * KS + 7)
 #define WB_STEPS (KS + 7)
 
-INLINE int step_chunk(int st, int ns) { return st < ns ? 8 * st : 8 * ns + (st - ns); }
-
 /* Unpack rows o..o+nr-1, steps s0..s1-1 into wb[((c - c0) * GR + i) * 64]
  * (rows past nr: zero codes) and, with groups, their lane scales into
  * sb[((st - s0) * GR + i) * 16] (lanes 0-7: the low half's, 8-15: the
  * high half's). */
 INLINE void unpack_slice(const mq_packed *p, int o, int nr, int s0, int s1, uint8_t *wb, float *sb, int sh, const int r) {
-    int ns = p->nsuper, c0 = step_chunk(s0, ns), c1 = step_chunk(s1, ns), ng = p->ngroups;
+    int ns = p->nsuper, c0 = mq_kern_step_chunk(s0, ns), c1 = mq_kern_step_chunk(s1, ns), ng = p->ngroups;
     for (int c = c0; c < c1; c++)
         for (int i = 0; i < GR; i++) {
             uint8_t *dst = wb + ((size_t)(c - c0) * GR + i) * 64;
@@ -500,7 +508,7 @@ INLINE void unpack_slice(const mq_packed *p, int o, int nr, int s0, int s1, uint
                 _mm256_storeu_ps(dst, S0);
                 _mm256_storeu_ps(dst + 8, S1);
             } else {
-                int c = step_chunk(st, ns);
+                int c = mq_kern_step_chunk(st, ns);
                 _mm256_storeu_ps(dst, _mm256_set1_ps(s[mq_kern_group_of(p, 2 * c)]));
                 _mm256_storeu_ps(dst + 8, _mm256_set1_ps(s[mq_kern_group_of(p, 2 * c + 1)]));
             }
@@ -512,7 +520,7 @@ INLINE void unpack_slice(const mq_packed *p, int o, int nr, int s0, int s1, uint
  * (nr real rows) or stores it when first. */
 INLINE void gm_slice(const mq_kact *a, int t0, int s0, int s1, int ns, const uint8_t *wb, const float *sbuf,
                      bool grouped, float *y, int ldy, int o, int nr, bool first, const int r, const int nt) {
-    int kp = a->kp, nb = kp / MQ_PACK_BLOCK, nc = kp / MQ_PACK_CHUNK, c0 = step_chunk(s0, ns);
+    int kp = a->kp, nb = kp / MQ_PACK_BLOCK, nc = kp / MQ_PACK_CHUNK, c0 = mq_kern_step_chunk(s0, ns);
     const int K = r <= 4 ? 8 : 1;
     __m256 facc[GR][GT];
     UNROLL
@@ -520,7 +528,7 @@ INLINE void gm_slice(const mq_kact *a, int t0, int s0, int s1, int ns, const uin
         UNROLL
         for (int j = 0; j < nt; j++) facc[i][j] = _mm256_setzero_ps();
     for (int st = s0; st < s1; st++) {
-        int c = step_chunk(st, ns), n = st < ns ? 8 : 1;
+        int c = mq_kern_step_chunk(st, ns), n = st < ns ? 8 : 1;
         for (int h = 0; h < 2; h++) {
             __m256i acc[GR][GT];
             UNROLL
@@ -583,11 +591,7 @@ INLINE void gemm_r(const mq_packed *p, int o0, int o1, const mq_kact *a, float *
             /* a slice: KS superblocks, or (the last) all the tail chunks */
             int s1 = s0 + KS < ns ? s0 + KS : nsteps; /* the tail chunks ride with the last superblocks */
             unpack_slice(p, o, nr, s0, s1, wb, sbuf, sh, r);
-            /* the next slice of these rows, else the next tile's first, into L2 */
-            int n0 = s1 < nsteps ? s1 : 0, n1 = n0 + KS < ns ? n0 + KS : nsteps, on = s1 < nsteps ? o : o + GR;
-            if (on < o1)
-                mq_kern_prefetch_rows(p, on, o1 - on < GR ? o1 - on : GR, (size_t)step_chunk(n0, ns) * 8 * r,
-                                      (size_t)step_chunk(n1, ns) * 8 * r);
+            mq_kern_prefetch_next_slice(p, o, o1, GR, s1, KS, r);
             int t = 0;
             for (; t + GT <= B; t += GT) gm_slice(a, t, s0, s1, ns, wb, sbuf, grouped, y, ldy, o, nr, s0 == 0, r, GT);
             if (t < B) gm_slice(a, t, s0, s1, ns, wb, sbuf, grouped, y, ldy, o, nr, s0 == 0, r, 1);

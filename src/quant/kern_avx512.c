@@ -479,12 +479,10 @@ static void over_chunk(const mq_packed *p, int o, int nr, const mq_kact *a, int 
 #define TOK_CHUNK (43 * MQ_KACT_TT)
 _Static_assert(TOK_CHUNK <= OV_T, "a pass's overflow terms must fit ov");
 
-/* The first chunk of step s (kern.h: a superblock for s < ns, then one tail chunk each). */
-INLINE int step_chunk(int s, int ns) { return s < ns ? 8 * s : 8 * ns + (s - ns); }
-
 /* Rows o..o+nr-1, steps s0..s1-1 into wb and (groups) sb, rows past nr zero. */
 INLINE void unpack_slice(const mq_packed *p, int o, int nr, int s0, int s1, uint8_t *wb, float *sb, const int r) {
-    int ns = p->nsuper, ng = p->ngroups, c0 = step_chunk(s0, ns), c1 = step_chunk(s1, ns), sh = group_shift(p);
+    int ns = p->nsuper, ng = p->ngroups, sh = group_shift(p);
+    int c0 = mq_kern_step_chunk(s0, ns), c1 = mq_kern_step_chunk(s1, ns);
     const uint8_t *w = p->data + (size_t)o * p->row_bytes;
     for (int c = c0; c < c1; c++)
         for (int i = 0; i < GR; i++)
@@ -499,16 +497,11 @@ INLINE void unpack_slice(const mq_packed *p, int o, int nr, int s0, int s1, uint
             if (i < nr && s < ns) S = block_scales(p, srow, s, sh, gidx);
             else if (i < nr) {
                 int g0, g1;
-                chunk_groups(p, step_chunk(s, ns), sh, &g0, &g1);
+                chunk_groups(p, mq_kern_step_chunk(s, ns), sh, &g0, &g1);
                 S = chunk_scale(srow, g0, g1);
             }
             _mm512_store_ps(sb + ((size_t)(s - s0) * GR + i) * 16, S);
         }
-}
-
-/* The next slice's packed bytes into L2 (rows o..o+nr-1, steps s0..s1-1). */
-INLINE void prefetch_slice(const mq_packed *p, int o, int nr, int s0, int s1, const int r) {
-    mq_kern_prefetch_rows(p, o, nr, (size_t)step_chunk(s0, p->nsuper) * 8 * r, (size_t)step_chunk(s1, p->nsuper) * 8 * r);
 }
 
 /* vpdpbusd of the 4 unpacked weight chunks w0..w3 (rows 0-3) with the
@@ -588,7 +581,7 @@ INLINE void tile_slice(const mq_kact *a, int T, int s0, int s1, int ns, const ui
     for (int k = 0; k < 16; k++) facc[k] = _mm512_setzero_ps();
     const uint8_t *wc = wb;
     for (int s = s0; s < s1; s++) {
-        const int8_t *xc = xt + (size_t)step_chunk(s, ns) * MQ_KACT_TT * 64;
+        const int8_t *xc = xt + (size_t)mq_kern_step_chunk(s, ns) * MQ_KACT_TT * 64;
         const float *dp = dt + (size_t)s * MQ_KACT_TT * 16, *sp = sb + (size_t)(s - s0) * GR * 16;
         if (s < ns) {
             tile_step(wc, xc, dp, sp, grouped, facc, 8);
@@ -666,12 +659,7 @@ INLINE void gemm_r(const mq_packed *p, int o0, int o1, const mq_kact *a, float *
             for (int s0 = 0, s1; s0 < nsteps; s0 = s1) {
                 s1 = s0 + KS < ns ? s0 + KS : nsteps;
                 unpack_slice(p, o, nr, s0, s1, wb, sb, r);
-                if (s1 < nsteps) { /* the next slice of these rows, else the next tile's first */
-                    prefetch_slice(p, o, nr, s1, s1 + KS < ns ? s1 + KS : nsteps, r);
-                } else if (o + GR < o1) {
-                    int nr2 = o1 - (o + GR) < GR ? o1 - (o + GR) : GR;
-                    prefetch_slice(p, o + GR, nr2, 0, KS < ns ? KS : nsteps, r);
-                }
+                mq_kern_prefetch_next_slice(p, o, o1, GR, s1, KS, r);
                 for (int q = 0; q < ntile; q++)
                     tile_slice(a, tc / MQ_KACT_TT + q, s0, s1, ns, wb, sb, grouped, &part[q]);
             }

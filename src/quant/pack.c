@@ -75,8 +75,9 @@ static void stored_chunk(const mq_packed *p, int row, int c, uint8_t out[MQ_PACK
         const uint8_t *rw = p->data + (size_t)row * p->row_bytes, *g = rw + mq_pack_g3_offset(c);
         const uint8_t *h = rw + mq_pack_g3_hi_offset(c);
         int sh = mq_pack_g3_shift(c), hb = mq_pack_g3_hi_bit(c);
+        bool split = mq_pack_g3_split(c);
         for (int i = 0; i < MQ_PACK_CHUNK; i++)
-            out[i] = (uint8_t)(mq_pack_g3_split(c) ? (g[i] >> sh & 3) | (h[i] >> hb & 1) << 2 : g[i] >> sh & 7);
+            out[i] = (uint8_t)(split ? (g[i] >> sh & 3) | (h[i] >> hb & 1) << 2 : g[i] >> sh & 7);
         return;
     }
     memset(out, 0, MQ_PACK_CHUNK);
@@ -198,15 +199,12 @@ mq_status mq_pack_build(const uint8_t *q, const float *alpha, const uint8_t *zer
                 for (int i = 0; i < MQ_PACK_CHUNK; i++) g[i] |= (uint8_t)(w[i] << sh);
             } else if (mq_pack_g3(r, p->nsuper, c)) { /* pack.h: field c % 8 % 3 of group c % 8 / 3 */
                 uint8_t *g = row + mq_pack_g3_offset(c), *h = row + mq_pack_g3_hi_offset(c);
-                int sh = mq_pack_g3_shift(c);
-                if (c % 8 == 0) memset(row + mq_pack_g3_offset(c), 0, 192); /* the superblock's first chunk */
+                int sh = mq_pack_g3_shift(c), hb = mq_pack_g3_hi_bit(c);
+                bool split = mq_pack_g3_split(c);
+                if (c % 8 == 0) memset(g, 0, 192); /* the superblock's first chunk: its 3 groups */
                 for (int i = 0; i < MQ_PACK_CHUNK; i++) {
-                    if (mq_pack_g3_split(c)) {
-                        g[i] |= (uint8_t)((w[i] & 3) << sh);
-                        h[i] |= (uint8_t)((w[i] >> 2) << mq_pack_g3_hi_bit(c));
-                    } else {
-                        g[i] |= (uint8_t)(w[i] << sh);
-                    }
+                    g[i] |= (uint8_t)((split ? w[i] & 3 : w[i]) << sh);
+                    if (split) h[i] |= (uint8_t)((w[i] >> 2) << hb);
                 }
             } else {
                 put_chunk(w, r, row + (size_t)c * 8 * r);
