@@ -24,7 +24,8 @@
  * linears of 22 TinyLlama-1.1B layers (q, k, v, o, gate, up, down; ~1 GB
  * at int8, far beyond the caches) packed at each width and multiplied in
  * turn by one token with mq_kern_matmul on T threads (activation
- * quantization included), best of --reps passes: GB/s of packed weights
+ * quantization included; the code planes in one huge-page arena, as a
+ * served model holds them), best of --reps passes: GB/s of packed weights
  * streamed and weights/s. Wall-clock, so only meaningful on a quiet
  * machine; compare with build/membw of the same moment.
  *
@@ -288,14 +289,17 @@ static int stream_bench(int T, const char *widths, int reps) {
         char tok[8];
         snprintf(tok, sizeof tok, "%d%s", r, extra ? "x" : "");
         mq_packed *P = mq_calloc((size_t)nm, sizeof *P);
-        size_t bytes = 0;
+        size_t bytes = 0, total = 0, off = 0;
         double weights = 0;
+        for (int i = 0; i < nm; i++) total += mq_pack_data_bytes(shapes[i % 7][0], shapes[i % 7][1], r);
+        uint8_t *arena = mq_stream_alloc(total); /* as qmodel.c serves a model: one huge-page arena */
         for (int i = 0; i < nm; i++) {
             int R = shapes[i % 7][0], C = shapes[i % 7][1];
-            if (mq_pack_build(q, alpha, zero, R, C, C, r, extra, &P[i]) != MQ_OK) {
+            if (mq_pack_build_at(q, alpha, zero, R, C, C, r, extra, arena + off, &P[i]) != MQ_OK) {
                 fprintf(stderr, "kernbench: %s\n", mq_last_error());
                 return 1;
             }
+            off += mq_pack_data_bytes(R, C, r);
             bytes += mq_pack_bytes(&P[i]);
             weights += (double)R * C;
         }
@@ -313,6 +317,7 @@ static int stream_bench(int T, const char *widths, int reps) {
         fflush(stdout);
         for (int i = 0; i < nm; i++) mq_pack_free(&P[i]);
         free(P);
+        free(arena);
     }
     mq_kact_free(a);
     free(q); free(zero); free(alpha); free(x); free(y);

@@ -70,6 +70,11 @@ void *mq_realloc(void *p, size_t n);
 char *mq_strdup(const char *s);
 /* 64-byte aligned allocation, freed with free(). */
 void *mq_aligned_alloc(size_t n);
+/* For a large buffer read as one stream (packed weights): from 2 MiB up,
+ * 2 MiB aligned and the whole 2 MiB pages in it marked for transparent huge
+ * pages (madvise MADV_HUGEPAGE; where the kernel has them off, a plain
+ * aligned buffer); below, as mq_aligned_alloc. Freed with free(). */
+void *mq_stream_alloc(size_t n);
 
 /* ---------------------------------------------------------------- dtypes */
 

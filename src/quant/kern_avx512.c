@@ -232,7 +232,7 @@ static void dots_avx512(const mq_packed *p, int o0, int o1, const mq_kact *a, in
 
 #define GV_ROWS 4 /* gemv: 4 rows; 8 rows streamed at once from memory decoded 35% slower (docs/results.md §7) */
 #define TR GV_ROWS /* gemv rows per tile at most: each activation chunk serves them all */
-#define PF_AHEAD 16384 /* prefetch distance in bytes (best of 6-24 KiB measured, §8) */
+#define PF_AHEAD 16384 /* prefetch distance in bytes (best of 6-24 KiB measured, §8; 8-32 KiB alike on a Xeon, §16) */
 
 /* One superblock of grouped rows (G2 at r = 2, G4 at r = 4; pack.h) w, w +
  * rb, .. (nr <= TR) into the int32 block dots out[i] (lane l = block l),

@@ -112,7 +112,7 @@ void mq_pack_chunk_codes(const mq_packed *p, int row, int c, uint8_t out[MQ_PACK
 
 void mq_pack_free(mq_packed *p) {
     if (!p) return;
-    free(p->data);
+    if (p->owns_data) free(p->data);
     free(p->scale);
     free(p->bias);
     free(p->over_ptr);
@@ -125,8 +125,19 @@ bool mq_pack_layout_ok(int rows, int cols, int group, int r, bool extra) {
            (group == cols || group % MQ_PACK_BLOCK == 0) && (!extra || r == 8 || cols <= MQ_PACK_MAX_OVER_COLS);
 }
 
+size_t mq_pack_data_bytes(int rows, int cols, int r) {
+    size_t kp = ((size_t)cols + MQ_PACK_CHUNK - 1) / MQ_PACK_CHUNK * MQ_PACK_CHUNK;
+    size_t n = (size_t)rows * (kp / MQ_PACK_CHUNK) * 8 * (size_t)r;
+    return (n + 63) / 64 * 64; /* so the next matrix of an arena starts 64-byte aligned */
+}
+
 mq_status mq_pack_build(const uint8_t *q, const float *alpha, const uint8_t *zero, int rows, int cols, int group,
                         int r, bool extra, mq_packed *out) {
+    return mq_pack_build_at(q, alpha, zero, rows, cols, group, r, extra, NULL, out);
+}
+
+mq_status mq_pack_build_at(const uint8_t *q, const float *alpha, const uint8_t *zero, int rows, int cols, int group,
+                           int r, bool extra, uint8_t *data, mq_packed *out) {
     memset(out, 0, sizeof *out);
     if (!mq_pack_supported(r, extra)) return mq_fail(MQ_ERR_ARG, "pack: no packed layout for width %d", r);
     if (rows <= 0 || cols <= 0 || group <= 0 || cols % group != 0)
@@ -148,7 +159,9 @@ mq_status mq_pack_build(const uint8_t *q, const float *alpha, const uint8_t *zer
     p->extra = extra;
     p->row_bytes = (size_t)(p->kp / MQ_PACK_CHUNK) * 8 * (size_t)r;
     size_t ng = (size_t)rows * (size_t)p->ngroups;
-    p->data = mq_aligned_alloc((size_t)rows * p->row_bytes);
+    MQ_ASSERT(((uintptr_t)data & 63) == 0);
+    p->owns_data = data == NULL;
+    p->data = data ? data : mq_stream_alloc((size_t)rows * p->row_bytes);
     p->scale = mq_malloc(ng * sizeof(float));
     p->bias = mq_malloc(ng * sizeof(float));
     for (size_t i = 0; i < ng; i++) {

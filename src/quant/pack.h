@@ -102,6 +102,7 @@ typedef struct mq_packed {
     bool extra;            /* overflow list present */
     size_t row_bytes;      /* kp / 64 * 8 * bits */
     uint8_t *data;         /* (rows, row_bytes), 64-byte aligned */
+    bool owns_data;        /* data is this matrix's own allocation (else part of the caller's arena) */
     float *scale;          /* (rows, ngroups) alpha * 2^(8-bits) */
     float *bias;           /* (rows, ngroups) -alpha * z */
     uint32_t *over_ptr;    /* (rows + 1) CSR offsets into over_col, or NULL */
@@ -128,6 +129,15 @@ bool mq_pack_layout_ok(int rows, int cols, int group, int r, bool extra);
  * or more than 2^32 overflow weights. */
 mq_status mq_pack_build(const uint8_t *q, const float *alpha, const uint8_t *zero, int rows, int cols, int group,
                         int r, bool extra, mq_packed *out);
+/* Bytes of the code planes of a (rows, cols) linear at width r, rounded up
+ * to 64: what mq_pack_build_at needs at `data`. */
+size_t mq_pack_data_bytes(int rows, int cols, int r);
+/* As mq_pack_build, but the code planes are written at data (64-byte
+ * aligned, mq_pack_data_bytes long), which the caller owns: several
+ * matrices in one buffer (qmodel.c: one huge-page arena for a model's
+ * linears). data NULL: as mq_pack_build. */
+mq_status mq_pack_build_at(const uint8_t *q, const float *alpha, const uint8_t *zero, int rows, int cols, int group,
+                           int r, bool extra, uint8_t *data, mq_packed *out);
 void mq_pack_free(mq_packed *p);
 
 /* The 64 plane codes (clamped, without overflow) of columns 64c..64c+63 of

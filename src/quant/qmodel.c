@@ -25,6 +25,7 @@ void mq_qstore_free(struct mq_qstore *s) {
     if (!s) return;
     for (int i = 0; s->packed && i < s->n; i++) mq_pack_free(&s->packed[i]);
     free(s->packed);
+    free(s->arena);
     mq_pack_free(&s->head_pk);
     mq_qlinears_free(s->q, s->n);
     mq_plan_free(&s->plan);
@@ -127,17 +128,34 @@ mq_status mq_model_apply_plan(mq_model *m, const mq_plan *p) {
                            p->extra[q->layer], w);
     }
     if (!s->packed) s->packed = mq_calloc((size_t)s->n, sizeof *s->packed);
-    mq_status st = MQ_OK;
     for (int i = 0; i < s->n; i++) {
+        mq_pack_free(&s->packed[i]);
+        m->layers[s->q[i].layer].packed[s->q[i].kind] = NULL;
+    }
+    free(s->arena);
+    s->arena = NULL;
+    /* linears without a packed layout (a width or group the kernels do not
+     * take) are served from their dequantized fp32 weights above; the code
+     * planes of the others go, in checkpoint order, into one arena whose
+     * 2 MiB pages are huge pages where the kernel allows (mq_stream_alloc):
+     * a decode streams all of it once per token */
+    size_t total = 0;
+    for (int i = 0; kernels && i < s->n; i++) {
+        const mq_qlinear *q = &s->q[i];
+        if (mq_pack_layout_ok(q->rows, q->cols, q->group, p->bits[q->layer], p->extra[q->layer]))
+            total += mq_pack_data_bytes(q->rows, q->cols, p->bits[q->layer]);
+    }
+    if (total) s->arena = mq_stream_alloc(total);
+    mq_status st = MQ_OK;
+    size_t off = 0;
+    for (int i = 0; kernels && st == MQ_OK && i < s->n; i++) {
         const mq_qlinear *q = &s->q[i];
         int r = p->bits[q->layer];
         bool x = p->extra[q->layer];
-        mq_pack_free(&s->packed[i]);
-        m->layers[q->layer].packed[q->kind] = NULL;
-        /* linears without a packed layout (a width or group the kernels do
-         * not take) are served from their dequantized fp32 weights above */
-        if (st != MQ_OK || !kernels || !mq_pack_layout_ok(q->rows, q->cols, q->group, r, x)) continue;
-        st = mq_pack_build(q->q, q->scale, q->zero, q->rows, q->cols, q->group, r, x, &s->packed[i]);
+        if (!mq_pack_layout_ok(q->rows, q->cols, q->group, r, x)) continue;
+        st = mq_pack_build_at(q->q, q->scale, q->zero, q->rows, q->cols, q->group, r, x, s->arena + off,
+                              &s->packed[i]);
+        off += mq_pack_data_bytes(q->rows, q->cols, r);
         if (st == MQ_OK) m->layers[q->layer].packed[q->kind] = &s->packed[i];
     }
     if (st == MQ_OK) st = head_int8(m, s, p->head_bits == 8, kernels);

@@ -25,6 +25,7 @@ struct mq_qstore {
     float *head_fp;        /* (V, C) untied: copy of the unquantized head once head:8 was applied;
                               tied: the int8-dequantized head (tok_emb stays unquantized) */
     mq_packed *packed;     /* (n) q[i] packed at the applied width; .data NULL if not packed */
+    uint8_t *arena;        /* the code planes of all packed[i], one huge-page buffer (mq_stream_alloc) */
     mq_packed head_pk;     /* the int8 head while head:8 is served by the kernels */
 };
 
