@@ -30,6 +30,7 @@ LIB     := $(BUILD)/libmatquant.a
 # per-ISA kernel files
 $(BUILD)/obj/src/quant/kern_avx2.o:   CFLAGS += -mavx2 -mfma -mf16c
 $(BUILD)/obj/src/quant/kern_avx512.o: CFLAGS += -mavx512f -mavx512bw -mavx512vl -mavx512vnni -mavx2 -mfma -mf16c
+$(BUILD)/obj/src/quant/kern_amx.o:    CFLAGS += -mavx512f -mavx512bw -mavx512vl -mavx512vnni -mavx2 -mfma -mf16c -mamx-tile -mamx-int8
 $(BUILD)/obj/src/nn/attn_avx512.o:     CFLAGS += -mavx512f -mfma
 $(BUILD)/obj/src/nn/attn_avx2.o:       CFLAGS += -mavx2 -mfma
 

@@ -36,7 +36,7 @@ static float frand(void) { return (float)rnd() / 2097152.0f - 1.0f; } /* [-1, 1)
 
 #define NTOK 7 /* not a multiple of any variant's token tile (4, 2) */
 
-static const mq_kern_ops *variants[3];
+static const mq_kern_ops *variants[4];
 static int n_variants;
 
 /* Random parent codes (rows, cols) with per-group alpha and zero points. */
@@ -278,8 +278,8 @@ static void long_batch_case(int cols, int group, int bits, bool extra, int B) {
 }
 
 int main(void) {
-    const char *names[] = {"avx2", "avx512"};
-    for (int i = 0; i < 2; i++) {
+    const char *names[] = {"avx2", "avx512", "amx"};
+    for (int i = 0; i < 3; i++) {
         const mq_kern_ops *k = mq_kern_find(names[i]);
         if (k) variants[n_variants++] = k;
         else SKIP("this CPU lacks %s: that variant is not tested", names[i]);

@@ -28,9 +28,14 @@ mq_kact *mq_kact_new(int max_b, int max_cols) {
     a->cap_b = max_b;
     a->cap_kp = (max_cols + MQ_PACK_CHUNK - 1) / MQ_PACK_CHUNK * MQ_PACK_CHUNK;
     size_t n = (size_t)max_b * (size_t)a->cap_kp, nb = n / MQ_PACK_BLOCK;
-    a->q = mq_aligned_alloc(n);
+    /* q and d: room for whole tiles of 16 tokens (kern_amx.c loads 16
+     * token rows at a time; the padding rows are zeros, never stored) */
+    size_t n16 = (size_t)(max_b + 15) / 16 * 16 * (size_t)a->cap_kp;
+    a->q = mq_aligned_alloc(n16);
+    memset(a->q, 0, n16);
     a->qs = mq_aligned_alloc(n);
-    a->d = mq_aligned_alloc(nb * sizeof(float));
+    a->d = mq_aligned_alloc(n16 / MQ_PACK_BLOCK * sizeof(float));
+    memset(a->d, 0, n16 / MQ_PACK_BLOCK * sizeof(float));
     a->dvec = mq_aligned_alloc(n / 4 * sizeof(float));
     a->bsum = mq_aligned_alloc(nb * sizeof(float));
     a->gsum = mq_aligned_alloc(nb * sizeof(float));
@@ -199,6 +204,7 @@ static bool cpu_has(const char *name) {
     if (!strcmp(name, "avx512"))
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+    if (!strcmp(name, "amx")) return cpu_has("avx512") && mq_kern_amx_usable();
     return false;
 }
 
@@ -207,6 +213,7 @@ const mq_kern_ops *mq_kern_find(const char *name) {
     if (!strcmp(name, "scalar")) return &mq_kern_scalar_ops;
     if (!strcmp(name, "avx2")) return &mq_kern_avx2_ops;
     if (!strcmp(name, "avx512")) return &mq_kern_avx512_ops;
+    if (!strcmp(name, "amx")) return &mq_kern_amx_ops;
     return NULL;
 }
 
@@ -216,10 +223,10 @@ static const mq_kern_ops *choose(void) {
         const mq_kern_ops *k = mq_kern_find(env);
         if (k) return k;
         fprintf(stderr, "matquant: MQ_KERNELS=%s is not a kernel variant this CPU runs "
-                "(scalar, avx2, avx512, float); using the best available\n", env);
+                "(scalar, avx2, avx512, amx, float); using the best available\n", env);
     }
-    const char *order[] = {"avx512", "avx2", "scalar"};
-    for (int i = 0; i < 3; i++)
+    const char *order[] = {"amx", "avx512", "avx2", "scalar"};
+    for (int i = 0; i < 4; i++)
         if (cpu_has(order[i])) return mq_kern_find(order[i]);
     return &mq_kern_scalar_ops;
 }

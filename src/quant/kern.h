@@ -151,8 +151,11 @@ typedef struct {
 extern const mq_kern_ops mq_kern_scalar_ops;
 extern const mq_kern_ops mq_kern_avx2_ops;
 extern const mq_kern_ops mq_kern_avx512_ops;
+extern const mq_kern_ops mq_kern_amx_ops; /* AVX-512 decode + AMX-INT8 prompt products (kern_amx.c) */
+/* Does this CPU and OS run mq_kern_amx_ops (kern_amx.c)? */
+bool mq_kern_amx_usable(void);
 
-/* The variant named "scalar", "avx2" or "avx512" if this CPU runs it, else
+/* The variant named "scalar", "avx2", "avx512" or "amx" if this CPU runs it, else
  * NULL (unknown name or missing ISA). */
 const mq_kern_ops *mq_kern_find(const char *name);
 /* The variant in use: MQ_KERNELS when set to a variant name (one the CPU

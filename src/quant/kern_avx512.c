@@ -32,6 +32,7 @@
 #include "quant/kern.h"
 
 #include "core/reduce16_avx512.h"
+#include "quant/unpack_avx512.h"
 
 #include <immintrin.h>
 #include <string.h>
@@ -40,51 +41,6 @@
 /* the small loops over a tile's rows and tokens must unroll, so that the
  * accumulator arrays live in registers */
 #define UNROLL _Pragma("GCC unroll 16")
-
-INLINE __m512i p2(const uint8_t *src) {
-    __m512i v = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)src));
-    v = _mm512_srlv_epi64(v, _mm512_set_epi64(6, 6, 4, 4, 2, 2, 0, 0));
-    return _mm512_and_si512(v, _mm512_set1_epi8(3));
-}
-INLINE __m512i p4(const uint8_t *src) {
-    __m512i v = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)src));
-    v = _mm512_srlv_epi64(v, _mm512_set_epi64(4, 4, 4, 4, 0, 0, 0, 0));
-    return _mm512_and_si512(v, _mm512_set1_epi8(15));
-}
-INLINE __m512i p1(const uint8_t *src, int value) {
-    uint64_t m;
-    memcpy(&m, src, 8);
-    return _mm512_maskz_mov_epi8((__mmask64)m, _mm512_set1_epi8((char)value));
-}
-
-/* The 64 codes of a chunk of width r (a compile-time constant at each call). */
-INLINE __m512i unpack(const uint8_t *src, const int r) {
-    switch (r) {
-    case 8: return _mm512_loadu_si512(src);
-    case 4: return p4(src);
-    case 2: return p2(src);
-    case 3: return _mm512_or_si512(p2(src), p1(src + 16, 4));
-    default: /* 6 */ return _mm512_or_si512(p4(src), _mm512_slli_epi16(p2(src + 32), 4));
-    }
-}
-
-/* The 64 plain codes of stored chunk c of a row (pack.h: its field of a G2
- * / G3 / G4 group at r = 2, 3 and 4 in the superblocks, else the chunk's
- * planes). */
-INLINE __m512i unpack_at(const uint8_t *row, int c, int ns, const int r) {
-    if (mq_pack_g3(r, ns, c)) {
-        __m512i g = _mm512_srl_epi16(_mm512_loadu_si512(row + mq_pack_g3_offset(c)), _mm_cvtsi32_si128(mq_pack_g3_shift(c)));
-        if (!mq_pack_g3_split(c)) return _mm512_and_si512(g, _mm512_set1_epi8(7));
-        __m512i h = _mm512_srl_epi16(_mm512_loadu_si512(row + mq_pack_g3_hi_offset(c)),
-                                     _mm_cvtsi32_si128(mq_pack_g3_hi_bit(c) - 2));
-        return _mm512_ternarylogic_epi32(_mm512_set1_epi8(3), g, _mm512_and_si512(h, _mm512_set1_epi8(4)), 0xCA);
-    }
-    if (mq_pack_grouped(r, ns, c))
-        return _mm512_and_si512(_mm512_srl_epi16(_mm512_loadu_si512(row + mq_pack_group_offset(r, c)),
-                                                 _mm_cvtsi32_si128(mq_pack_group_shift(r, c))),
-                                _mm512_set1_epi8((char)((1 << r) - 1)));
-    return unpack(row + (size_t)c * 8 * r, r);
-}
 
 INLINE __m512i chunk_dot(__m512i w, const int8_t *x) {
     return _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, _mm512_loadu_si512(x));
