@@ -84,7 +84,12 @@ $(BUILD)/vnnimix: bench/vnnimix.c
 	@mkdir -p $(dir $@)
 	$(CC) -std=c11 -O2 -g -Wall -Wextra $(WERROR) -D_GNU_SOURCE $< -o $@
 
-bench: all $(BUILD)/membw $(BUILD)/kernbench $(BUILD)/vnnimix
+# The AMX prompt kernel's inner step in stages: bench/amxmix.c.
+$(BUILD)/amxmix: bench/amxmix.c
+	@mkdir -p $(BUILD)
+	$(CC) -std=c11 -O2 -g -Wall -Wextra -mavx512f -mamx-tile -mamx-int8 -D_GNU_SOURCE $< -o $@
+
+bench: all $(BUILD)/membw $(BUILD)/kernbench $(BUILD)/vnnimix $(BUILD)/amxmix
 	@bench/run.sh
 
 golden:

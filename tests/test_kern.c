@@ -9,7 +9,7 @@
  *  - unpacked codes equal mq_ref_slice of the parent codes, overflow counts
  *    equal mq_ref_count_overflow;
  *  - the scalar integer dot products equal a direct sum over mq_ref_slice;
- *  - every variant the CPU runs (avx2, avx512) gives the scalar's integer dot
+ *  - every variant the CPU runs (avx2, avx512, amx) gives the scalar's integer dot
  *    products bit-exactly, and gemv/gemm outputs within 1e-5 of that
  *    magnitude of the scalar's (fp32 rounding order);
  *  - the scalar float output is within 1e-5 (relative to sum |w||x|) of a
@@ -277,6 +277,43 @@ static void long_batch_case(int cols, int group, int bits, bool extra, int B) {
     mq_pack_free(&p);
 }
 
+/* mq_pack_build_at: matrices packed one after another into one caller-owned
+ * buffer (as qmodel.c serves a model) hold the same bytes as those packed
+ * alone, and mq_pack_free leaves the buffer to its owner (ASan checks the
+ * frees); mq_stream_alloc's large buffers are 2 MiB aligned. */
+static void arena_case(void) {
+    const int rows[3] = {7, 33, 5}, cols[3] = {1088, 200, 64}, bits[3] = {3, 2, 8};
+    size_t total = 0;
+    for (int i = 0; i < 3; i++) {
+        total += mq_pack_data_bytes(rows[i], cols[i], bits[i]);
+        CHECK(mq_pack_data_bytes(rows[i], cols[i], bits[i]) % 64 == 0, "arena: matrix %d not a multiple of 64 bytes", i);
+    }
+    uint8_t *arena = mq_stream_alloc(total);
+    size_t off = 0;
+    for (int i = 0; i < 3; i++) {
+        size_t n = (size_t)rows[i] * cols[i];
+        uint8_t *q = mq_malloc(n), *zero = mq_malloc((size_t)rows[i]);
+        float *alpha = mq_malloc((size_t)rows[i] * sizeof(float));
+        for (size_t j = 0; j < n; j++) q[j] = (uint8_t)rnd();
+        for (int o = 0; o < rows[i]; o++) alpha[o] = 0.01f, zero[o] = 128;
+        mq_packed own, at;
+        CHECK(mq_pack_build(q, alpha, zero, rows[i], cols[i], cols[i], bits[i], true, &own) == MQ_OK, "arena: own %d", i);
+        CHECK(mq_pack_build_at(q, alpha, zero, rows[i], cols[i], cols[i], bits[i], true, arena + off, &at) == MQ_OK &&
+                  at.data == arena + off && !at.owns_data && own.owns_data,
+              "arena: matrix %d at offset %zu", i, off);
+        CHECK(memcmp(own.data, at.data, (size_t)rows[i] * own.row_bytes) == 0 && own.n_over == at.n_over,
+              "arena: matrix %d differs from its own build", i);
+        off += mq_pack_data_bytes(rows[i], cols[i], bits[i]);
+        mq_pack_free(&own);
+        mq_pack_free(&at);
+        free(q); free(zero); free(alpha);
+    }
+    free(arena);
+    void *big = mq_stream_alloc((size_t)5 << 20);
+    CHECK(((uintptr_t)big & (((uintptr_t)2 << 20) - 1)) == 0, "mq_stream_alloc: 5 MiB not 2 MiB aligned");
+    free(big);
+}
+
 int main(void) {
     const char *names[] = {"avx2", "avx512", "amx"};
     for (int i = 0; i < 3; i++) {
@@ -325,6 +362,7 @@ int main(void) {
     /* the widest rows extra precision takes: 16-bit overflow columns up to 65535 */
     one_case(2, MQ_PACK_MAX_OVER_COLS, MQ_PACK_MAX_OVER_COLS, 2, true);
     one_case(1, MQ_PACK_MAX_OVER_COLS, 256, 3, true);
+    arena_case();
     /* unsupported widths and bad shapes */
     uint8_t q[64] = {0}, z[2] = {0};
     float al[2] = {1, 1};

@@ -96,7 +96,7 @@ int cmd_bench(int argc, char **argv) {
     int rc = cli_parse("bench", "MODEL [options]",
                        "Prompt and generation tokens/s per bit plan (median of --reps), the weight bytes\n"
                        "one generated token reads and the bandwidth that implies (weights only: the KV\n"
-                       "cache is not counted). Kernels: MQ_KERNELS=scalar|avx2|avx512 forces a variant,\n"
+                       "cache is not counted). Kernels: MQ_KERNELS=scalar|avx2|avx512|amx forces a variant,\n"
                        "MQ_KERNELS=float serves the linears as dequantized fp32 (OpenBLAS).",
                        opts, argc, argv, pos, 1, &npos);
     if (rc >= 0) return rc;

@@ -1,6 +1,6 @@
 /*
  * dispatch.c — choosing the kernel variant at run time
- * (__builtin_cpu_supports; MQ_KERNELS=scalar|avx2|avx512 forces one,
+ * (__builtin_cpu_supports; MQ_KERNELS=scalar|avx2|avx512|amx forces one,
  * MQ_KERNELS=float turns the packed path off), the int8 activation
  * quantization shared by all variants, and the threaded product.
  *

@@ -154,7 +154,9 @@ const mq_half_ops *mq_half_find(const char *name) {
 }
 
 const mq_half_ops *mq_half_active(void) {
-    const mq_half_ops *h = mq_half_find(mq_kern_active()->name);
+    const char *k = mq_kern_active()->name;
+    /* amx is AVX-512 plus tile products for the integer kernels: AVX-512 here */
+    const mq_half_ops *h = mq_half_find(!strcmp(k, "amx") ? "avx512" : k);
     if (!h) h = mq_half_find("avx2"); /* an integer variant this file lacks: the next best */
     return h ? h : &mq_half_scalar_ops;
 }

@@ -8,8 +8,9 @@
  * so no fp32 copy of them exists.
  *
  * Variants: scalar (the reference), AVX2 + F16C + FMA, AVX-512F, chosen as
- * the integer kernels are (MQ_KERNELS=scalar|avx2|avx512 forces one, the
- * default is the best the CPU runs; mq_kern_active in quant/kern.h).
+ * the integer kernels are (MQ_KERNELS=scalar|avx2|avx512 forces one, amx
+ * runs the AVX-512 one, the default is the best the CPU runs; mq_kern_active
+ * in quant/kern.h).
  * B = 1 (decode) is a GEMV that streams W once; B > 1 widens a strip of
  * rows into per-thread scratch and multiplies it with OpenBLAS sgemm, so
  * the conversion is paid once per strip, not once per token.
