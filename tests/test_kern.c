@@ -167,8 +167,13 @@ static void one_case(int rows, int cols, int group, int r, bool extra) {
         k->gemm(&p, 0, rows, a, yv, rows);
         CHECK_CLOSE(what, yv, ys, (size_t)NTOK * rows, tol, 0);
         float *y1 = mq_malloc((size_t)rows * sizeof(float));
-        k->gemv(&p, 0, rows, a, y1);
-        CHECK_CLOSE(what, y1, ys, (size_t)rows, tol, 0);
+        for (int tr = 2; tr <= 4; tr += 2) { /* both decode tilings of kern_avx512.c (others ignore it) */
+            mq_kern_set_gemv_rows(tr);
+            for (int i = 0; i < rows; i++) y1[i] = NAN;
+            k->gemv(&p, 0, rows, a, y1);
+            CHECK_CLOSE(what, y1, ys, (size_t)rows, tol, 0);
+        }
+        mq_kern_set_gemv_rows(0);
         /* the threaded product with the active variant, B = 3 (a ragged tile) */
         mq_kern_matmul(&p, x, 3, yv, a);
         mq_kact_quantize(a, x, NTOK, cols);

@@ -152,6 +152,10 @@ extern const mq_kern_ops mq_kern_scalar_ops;
 extern const mq_kern_ops mq_kern_avx2_ops;
 extern const mq_kern_ops mq_kern_avx512_ops;
 extern const mq_kern_ops mq_kern_amx_ops; /* AVX-512 decode + AMX-INT8 prompt products (kern_amx.c) */
+/* Rows per tile of the AVX-512 decode kernel: 2 or 4 (0: this CPU's
+ * default, 2 on Intel, 4 elsewhere; kern_avx512.c). For tests and
+ * measurements; set before products run. */
+void mq_kern_set_gemv_rows(int rows);
 /* Does this CPU and OS run mq_kern_amx_ops (kern_amx.c)? */
 bool mq_kern_amx_usable(void);
 

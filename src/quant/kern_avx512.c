@@ -186,8 +186,8 @@ static void dots_avx512(const mq_packed *p, int o0, int o1, const mq_kact *a, in
 
 /* --------------------------------------------------- a tile of products */
 
-#define GV_ROWS 4 /* gemv: 4 rows; 8 rows streamed at once from memory decoded 35% slower (docs/results.md §7) */
-#define TR GV_ROWS /* gemv rows per tile at most: each activation chunk serves them all */
+#define TR 4 /* gemv rows per tile at most (each activation chunk serves them all): 8 rows streamed at once
+                from memory decoded 35% slower (docs/results.md §7); see gemv_tile_rows for 2 or 4 */
 #define PF_AHEAD 16384 /* prefetch distance in bytes (best of 6-24 KiB measured, §8; 8-32 KiB alike on a Xeon, §16) */
 
 /* One superblock of grouped rows (G2 at r = 2, G4 at r = 4; pack.h) w, w +
@@ -357,10 +357,35 @@ INLINE void gv_tile(const mq_packed *p, int o, const mq_kact *a, float *y, const
 
 /* --------------------------------------------------------------- gemv */
 
+/* Rows per decode tile: 2 on Intel CPUs, 4 elsewhere; mq_kern_set_gemv_rows
+ * overrides (tests). On a 2-core Xeon with AMX (docs/results.md §16) tiles
+ * of 2 rows streamed the 1.1B shape 4-13% faster than 4 at every width (three
+ * alternated rounds); 4 rows were chosen on AMD machines (§7, §14), where 2
+ * were not measured and load ports are the int2 step's limit. */
+static int gemv_rows_set;
+void mq_kern_set_gemv_rows(int rows) {
+    MQ_ASSERT(rows == 0 || rows == 2 || rows == 4);
+    __atomic_store_n(&gemv_rows_set, rows, __ATOMIC_RELAXED);
+}
+static int gemv_tile_rows(void) {
+    static int cpu;
+    int r = __atomic_load_n(&gemv_rows_set, __ATOMIC_RELAXED);
+    if (r) return r;
+    if (!(r = __atomic_load_n(&cpu, __ATOMIC_RELAXED))) {
+        __builtin_cpu_init();
+        r = __builtin_cpu_is("intel") ? 2 : 4;
+        __atomic_store_n(&cpu, r, __ATOMIC_RELAXED);
+    }
+    return r;
+}
+
 INLINE void gemv_r(const mq_packed *p, int o0, int o1, const mq_kact *a, float *y, const int r) {
     int o = o0;
-    for (; o + GV_ROWS <= o1; o += GV_ROWS) gv_tile(p, o, a, y, r, GV_ROWS);
-    switch (o1 - o) { /* fewer than GV_ROWS left */
+    if (gemv_tile_rows() == 2)
+        for (; o + 2 <= o1; o += 2) gv_tile(p, o, a, y, r, 2);
+    else
+        for (; o + 4 <= o1; o += 4) gv_tile(p, o, a, y, r, 4);
+    switch (o1 - o) { /* fewer than a tile left */
     case 3: gv_tile(p, o, a, y, r, 3); break;
     case 2: gv_tile(p, o, a, y, r, 2); break;
     case 1: gv_tile(p, o, a, y, r, 1); break;
