@@ -85,9 +85,9 @@ $(BUILD)/vnnimix: bench/vnnimix.c
 	$(CC) -std=c11 -O2 -g -Wall -Wextra $(WERROR) -D_GNU_SOURCE $< -o $@
 
 # The AMX prompt kernel's inner step in stages: bench/amxmix.c.
-$(BUILD)/amxmix: bench/amxmix.c
+$(BUILD)/amxmix: bench/amxmix.c src/quant/amx_config.h
 	@mkdir -p $(BUILD)
-	$(CC) -std=c11 -O2 -g -Wall -Wextra -mavx512f -mamx-tile -mamx-int8 -D_GNU_SOURCE $< -o $@
+	$(CC) -std=c11 -O2 -g -Wall -Wextra $(WERROR) -Isrc -mavx512f -mamx-tile -mamx-int8 -D_GNU_SOURCE $< -o $@
 
 bench: all $(BUILD)/membw $(BUILD)/kernbench $(BUILD)/vnnimix $(BUILD)/amxmix
 	@bench/run.sh

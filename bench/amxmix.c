@@ -16,6 +16,8 @@
  * message where either is missing.
  * Usage: build/amxmix
  */
+#include "quant/amx_config.h"
+
 #include <cpuid.h>
 #include <immintrin.h>
 #include <stdint.h>
@@ -25,12 +27,6 @@
 #include <unistd.h>
 #include <x86intrin.h>
 
-typedef struct {
-    uint8_t palette, start_row;
-    uint8_t reserved[14];
-    uint16_t colsb[16];
-    uint8_t rows[16];
-} tile_config;
 
 static int8_t A[16 * 2048] __attribute__((aligned(64)));
 static uint8_t W[64 * 512] __attribute__((aligned(64)));
@@ -97,13 +93,12 @@ int main(void) {
     for (int i = 0; i < (int)sizeof A; i++) A[i] = (int8_t)(i % 13 - 6);
     for (int i = 0; i < (int)sizeof W; i++) W[i] = (uint8_t)(i % 251);
     for (int i = 0; i < 16 * 64; i++) d[i] = 1e-3f * (float)(i % 7);
-    tile_config cfg;
+    mq_amx_config cfg;
     memset(&cfg, 0, sizeof cfg);
-    cfg.palette = 1;
     cfg.rows[0] = cfg.rows[6] = 16, cfg.colsb[0] = cfg.colsb[6] = 32;
     cfg.rows[1] = cfg.rows[7] = 8, cfg.colsb[1] = cfg.colsb[7] = 64;
     for (int t = 2; t < 6; t++) cfg.rows[t] = 16, cfg.colsb[t] = 64;
-    __asm__ volatile("ldtilecfg %0" : : "m"(cfg));
+    mq_amx_load_config(&cfg);
     const char *names[] = {"mult", "store", "fold", "nostore"};
     printf("# amxmix: TSC cycles per step of 2 blocks (16 tokens x 16 rows x 32, 16384 MACs), best of 5\n");
     for (int m = MULT; m <= NOSTORE; m++) {

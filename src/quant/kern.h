@@ -72,6 +72,20 @@ static inline int mq_kern_group_of(const mq_packed *p, int k) {
     return g < p->ngroups ? g : p->ngroups - 1;
 }
 
+/* F(args..., r) with r a compile-time constant equal to bits (8, 6, 4, 3,
+ * anything else 2): how each kernel file instantiates its width-specialised
+ * inline bodies. */
+#define MQ_KERN_BY_WIDTH(bits, F, ...)          \
+    do {                                        \
+        switch (bits) {                         \
+        case 8: F(__VA_ARGS__, 8); break;       \
+        case 6: F(__VA_ARGS__, 6); break;       \
+        case 4: F(__VA_ARGS__, 4); break;       \
+        case 3: F(__VA_ARGS__, 3); break;       \
+        default: F(__VA_ARGS__, 2); break;      \
+        }                                       \
+    } while (0)
+
 /* The first stored chunk of step s of a row with ns superblocks: a
  * superblock for s < ns, then one tail chunk each (mq_kact_nsteps). */
 static inline int mq_kern_step_chunk(int s, int ns) { return s < ns ? 8 * s : 8 * ns + (s - ns); }

@@ -48,6 +48,7 @@
  */
 #include "quant/kern.h"
 
+#include "quant/amx_config.h"
 #include "quant/unpack_avx512.h"
 
 #include <immintrin.h>
@@ -62,23 +63,13 @@
 #define NPT (TOKP / AT)
 
 /* tile registers: A 0 and 6 (16 x 32 bytes), B 1 and 7 (8 x 64), C 2 to 5 (16 x 64) */
-typedef struct {
-    uint8_t palette, start_row;
-    uint8_t reserved[14];
-    uint16_t colsb[16];
-    uint8_t rows[16];
-} tile_config;
-
 static void tiles_on(void) {
-    tile_config c;
+    mq_amx_config c;
     memset(&c, 0, sizeof c);
-    c.palette = 1;
     c.rows[0] = c.rows[6] = AT, c.colsb[0] = c.colsb[6] = MQ_PACK_BLOCK;
     c.rows[1] = c.rows[7] = MQ_PACK_BLOCK / 4, c.colsb[1] = c.colsb[7] = 4 * AT;
     for (int t = 2; t < 6; t++) c.rows[t] = AT, c.colsb[t] = 4 * AT;
-    /* not _tile_loadconfig: GCC 12 treats its argument as unread and drops
-     * the stores above (only the palette byte survived) */
-    __asm__ volatile("ldtilecfg %0" : : "m"(c));
+    mq_amx_load_config(&c);
 }
 
 /* ------------------------------------------------------- weight tiles */
@@ -306,13 +297,7 @@ static void gemm_amx(const mq_packed *p, int o0, int o1, const mq_kact *a, float
         mq_kern_avx512_ops.gemv(p, o0, o1, a, y);
         return;
     }
-    switch (p->bits) {
-    case 8: gemm_r(p, o0, o1, a, y, ldy, 8); break;
-    case 6: gemm_r(p, o0, o1, a, y, ldy, 6); break;
-    case 4: gemm_r(p, o0, o1, a, y, ldy, 4); break;
-    case 3: gemm_r(p, o0, o1, a, y, ldy, 3); break;
-    default: gemm_r(p, o0, o1, a, y, ldy, 2); break;
-    }
+    MQ_KERN_BY_WIDTH(p->bits, gemm_r, p, o0, o1, a, y, ldy);
 }
 
 /* The integer block dots of token t through the tiles (for tests): the
@@ -342,20 +327,12 @@ INLINE void dots_r(const mq_packed *p, int o0, int o1, const mq_kact *a, int t, 
         }
     }
     _tile_release();
-    if (p->extra) /* an overflow weight's code is one more than its plane's: + xq of its column */
-        for (int o = o0; o < o1; o++)
-            for (uint32_t e = p->over_ptr[o]; e < p->over_ptr[o + 1]; e++)
-                out[(size_t)(o - o0) * nb + p->over_col[e] / MQ_PACK_BLOCK] += xa[p->over_col[e]];
+    if (p->extra)
+        for (int o = o0; o < o1; o++) mq_kern_over_dots(p, o, xa, out + (size_t)(o - o0) * nb);
 }
 
 static void dots_amx(const mq_packed *p, int o0, int o1, const mq_kact *a, int t, int32_t *out) {
-    switch (p->bits) {
-    case 8: dots_r(p, o0, o1, a, t, out, 8); break;
-    case 6: dots_r(p, o0, o1, a, t, out, 6); break;
-    case 4: dots_r(p, o0, o1, a, t, out, 4); break;
-    case 3: dots_r(p, o0, o1, a, t, out, 3); break;
-    default: dots_r(p, o0, o1, a, t, out, 2); break;
-    }
+    MQ_KERN_BY_WIDTH(p->bits, dots_r, p, o0, o1, a, t, out);
 }
 
 static void gemv_amx(const mq_packed *p, int o0, int o1, const mq_kact *a, float *y) {

@@ -254,13 +254,7 @@ INLINE void dots_r(const mq_packed *p, int o0, int o1, const mq_kact *a, int t, 
 }
 
 static void dots_avx2(const mq_packed *p, int o0, int o1, const mq_kact *a, int t, int32_t *out) {
-    switch (p->bits) {
-    case 8: dots_r(p, o0, o1, a, t, out, 8); break;
-    case 6: dots_r(p, o0, o1, a, t, out, 6); break;
-    case 4: dots_r(p, o0, o1, a, t, out, 4); break;
-    case 3: dots_r(p, o0, o1, a, t, out, 3); break;
-    default: dots_r(p, o0, o1, a, t, out, 2); break;
-    }
+    MQ_KERN_BY_WIDTH(p->bits, dots_r, p, o0, o1, a, t, out);
 }
 
 /* The 16 block scales s_g(k) of superblock sb of row s: lanes 0-7 in *lo,
@@ -448,13 +442,7 @@ INLINE void gemv_r(const mq_packed *p, int o0, int o1, const mq_kact *a, float *
 }
 
 static void gemv_avx2(const mq_packed *p, int o0, int o1, const mq_kact *a, float *y) {
-    switch (p->bits) {
-    case 8: gemv_r(p, o0, o1, a, y, 8); break;
-    case 6: gemv_r(p, o0, o1, a, y, 6); break;
-    case 4: gemv_r(p, o0, o1, a, y, 4); break;
-    case 3: gemv_r(p, o0, o1, a, y, 3); break;
-    default: gemv_r(p, o0, o1, a, y, 2); break;
-    }
+    MQ_KERN_BY_WIDTH(p->bits, gemv_r, p, o0, o1, a, y);
 }
 
 /* --------------------------------------------------------------- gemm */
@@ -606,13 +594,7 @@ INLINE void gemm_r(const mq_packed *p, int o0, int o1, const mq_kact *a, float *
 }
 
 static void gemm_avx2(const mq_packed *p, int o0, int o1, const mq_kact *a, float *y, int ldy) {
-    switch (p->bits) {
-    case 8: gemm_r(p, o0, o1, a, y, ldy, 8); break;
-    case 6: gemm_r(p, o0, o1, a, y, ldy, 6); break;
-    case 4: gemm_r(p, o0, o1, a, y, ldy, 4); break;
-    case 3: gemm_r(p, o0, o1, a, y, ldy, 3); break;
-    default: gemm_r(p, o0, o1, a, y, ldy, 2); break;
-    }
+    MQ_KERN_BY_WIDTH(p->bits, gemm_r, p, o0, o1, a, y, ldy);
 }
 
 const mq_kern_ops mq_kern_avx2_ops = {"avx2", dots_avx2, gemv_avx2, gemm_avx2};
