@@ -16,6 +16,9 @@
 # usage: bench/vs-llamacpp.sh MODEL.gguf [WORKDIR]
 #   env: THREADS="1 2" P=128 N=64 REPS=3 MQ_BIN=build/matquant
 # Needs: make all build/membw; python3 with llama_cpp (pip install llama-cpp-python==0.3.36), jq.
+# Another llama.cpp build (AVX2 only, or without AMX where its AMX path
+# crashes: ggml-org/llama.cpp#20824, docs/results.md §16) is used by putting
+# its --target directory first: PYTHONPATH=/tmp/llama-noamx bench/vs-llamacpp.sh ...
 # The machine is shared: figures are medians of REPS and still depend on load
 # (the script prints the load average before and after). matquant's OpenMP
 # threads spin at barriers (OMP_WAIT_POLICY=active, as llama.cpp's pool
