@@ -9,7 +9,7 @@
  *  - unpacked codes equal mq_ref_slice of the parent codes, overflow counts
  *    equal mq_ref_count_overflow;
  *  - the scalar integer dot products equal a direct sum over mq_ref_slice;
- *  - every variant the CPU runs (avx2, avx512, amx) gives the scalar's integer dot
+ *  - every variant the CPU runs (avx2, avx512, amx: kern_avx2.c, kern_avx512.c, kern_amx.c) gives the scalar's integer dot
  *    products bit-exactly, and gemv/gemm outputs within 1e-5 of that
  *    magnitude of the scalar's (fp32 rounding order);
  *  - the scalar float output is within 1e-5 (relative to sum |w||x|) of a

@@ -14,7 +14,6 @@
 #include <stdarg.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -97,8 +96,8 @@ void *mq_aligned_alloc(size_t n) {
 
 /* Huge pages for the packed weights: a decode streams them once per token,
  * and with 4 KiB pages every 4 KiB is a TLB miss and the hardware
- * prefetchers stop at each page edge; on a 2-core Intel Xeon (2 December
- * 2026) huge pages made the 1.1B-shape decode stream 5-15% faster
+ * prefetchers stop at each page edge; on a 2-core Intel Xeon (3 December
+ * 2026) huge pages made the 1.1B-shape decode stream 3-14% faster
  * (docs/results.md §16). Only whole pages are marked, so nothing is backed
  * beyond the buffer. */
 void *mq_stream_alloc(size_t n) {

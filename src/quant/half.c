@@ -142,6 +142,7 @@ const mq_half_ops mq_half_avx512_ops = {"avx512", gemv_avx512, widen_avx512};
 
 const mq_half_ops *mq_half_find(const char *name) {
     if (!name) return NULL;
+    if (!strcmp(name, "amx")) name = "avx512"; /* AVX-512 plus tile products for the integer kernels */
     __builtin_cpu_init();
     if (!strcmp(name, "scalar")) return &mq_half_scalar_ops;
     if (!strcmp(name, "avx2") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
@@ -154,9 +155,7 @@ const mq_half_ops *mq_half_find(const char *name) {
 }
 
 const mq_half_ops *mq_half_active(void) {
-    const char *k = mq_kern_active()->name;
-    /* amx is AVX-512 plus tile products for the integer kernels: AVX-512 here */
-    const mq_half_ops *h = mq_half_find(!strcmp(k, "amx") ? "avx512" : k);
+    const mq_half_ops *h = mq_half_find(mq_kern_active()->name);
     if (!h) h = mq_half_find("avx2"); /* an integer variant this file lacks: the next best */
     return h ? h : &mq_half_scalar_ops;
 }

@@ -100,8 +100,8 @@ INLINE void transpose16(__m512i r[16]) {
 
 /* Blocks k0 .. k1-1 of rows o .. o+nr-1 as weight tiles wt[(k - k0) * 512]
  * (chunks c0 .. c1-1 hold exactly those blocks: a slice never splits a
- * superblock), rows past nr zero; with groups, st[(k - k0) * 16 + n] = the
- * scale of row o + n in block k's group (0 past nr). */
+ * superblock), rows past nr zero; with groups and st not NULL,
+ * st[(k - k0) * 16 + n] = the scale of row o + n in block k's group (0 past nr). */
 INLINE void weight_tiles(const mq_packed *p, int o, int nr, int k0, int c0, int c1, uint8_t *wt, float *st,
                          const int r) {
     int ns = p->nsuper;
@@ -119,7 +119,7 @@ INLINE void weight_tiles(const mq_packed *p, int o, int nr, int k0, int c0, int 
                 _mm512_store_si512(wt + ((size_t)(2 * c + d / 8 - k0) * 8 + d % 8) * 64, R[d]);
         }
     }
-    if (p->ngroups == 1) return;
+    if (p->ngroups == 1 || !st) return;
     int nb = c1 * 2 - c0 * 2;
     for (int k = 0; k < nb; k++) {
         int g = mq_kern_group_of(p, k0 + k);
@@ -227,8 +227,8 @@ static void tile_out(const mq_packed *p, int o, int nr, const mq_kact *a, int t0
         for (int n = 0; n < AT; n++) {
             __m512 acc = _mm512_setzero_ps();
             const float *s = p->scale + (size_t)(o + n) * ng;
-            for (uint32_t e = n < nr ? p->over_ptr[o + n] : 0; n < nr && e < p->over_ptr[o + n + 1]; e++) {
-                uint32_t c = p->over_col[e];
+            for (uint32_t e = n < nr ? p->over_ptr[o + n] : 0, e1 = n < nr ? p->over_ptr[o + n + 1] : 0; e < e1; e++) {
+                uint32_t c = p->over_col[e]; /* rows past nr: an empty range */
                 float sv = ng == 1 ? 1.0f : s[mq_kern_group_of(p, (int)(c / MQ_PACK_BLOCK))];
                 acc = _mm512_fmadd_ps(_mm512_set1_ps(sv), _mm512_maskz_loadu_ps(tm, a->xhat_t + (size_t)c * a->B + t0), acc);
             }
@@ -307,7 +307,6 @@ static void gemm_amx(const mq_packed *p, int o0, int o1, const mq_kact *a, float
 INLINE void dots_r(const mq_packed *p, int o0, int o1, const mq_kact *a, int t, int32_t *out, const int r) {
     int kp = a->kp, nb = kp / MQ_PACK_BLOCK;
     uint8_t wt[SLICE * 512] __attribute__((aligned(64)));
-    float st[SLICE * AT] __attribute__((aligned(64)));
     int32_t cb[AT * AT] __attribute__((aligned(64)));
     const int8_t *xa = a->q + (size_t)t * kp;
     tiles_on();
@@ -315,7 +314,7 @@ INLINE void dots_r(const mq_packed *p, int o0, int o1, const mq_kact *a, int t, 
         int nr = o1 - o < AT ? o1 - o : AT;
         for (int k0 = 0, k1, c0, c1; k0 < nb; k0 = k1) {
             slice_of(p, k0, &k1, &c0, &c1);
-            weight_tiles(p, o, nr, k0, c0, c1, wt, st, r);
+            weight_tiles(p, o, nr, k0, c0, c1, wt, NULL, r); /* integer dots: no scales */
             for (int k = k0; k < k1; k++) {
                 _tile_loadd(0, xa + (size_t)k * MQ_PACK_BLOCK, 0);
                 _tile_loadd(1, wt + (size_t)(k - k0) * 512, 64);
