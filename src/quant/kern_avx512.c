@@ -81,38 +81,69 @@ INLINE __m128 reduce4(__m512 v0, __m512 v1, __m512 v2, __m512 v3) {
     return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
 }
 
-/* Row o's overflow terms (mq_kern_over_float) as a vector whose lanes sum
- * to them: 16 list entries per masked gather of xhat (and, with groups, of
- * their scales), so that rows_out's reduction adds them for free; the
- * scalar loop cost ~25% of a 2x decode product. Groups that are not a
- * power of two take the scalar loop (lane 0). */
-INLINE __m512 over_vec(const mq_packed *p, int o, const mq_kact *a, int t) {
+/* The overflow terms (mq_kern_over_float) of rows o..o+nr-1 (nr <= 4)
+ * added to v[i] as vectors whose lanes sum to them: the rows' lists are
+ * contiguous, so the tile's entries run 16 to a masked gather of xhat (and,
+ * with groups, of their scales) in one loop, each lane credited to its row
+ * by comparing its list index with the rows' offsets. One gather per row
+ * (~10 entries each at 2048 columns) and a loop exit per row cost ~30% of
+ * a one-thread 2x product on Zen 4; this streamed it ~12% faster
+ * (docs/results.md §17). Groups that are not a power of two take the
+ * scalar loop (lane 0). */
+INLINE void over_tile(const mq_packed *p, int o, const mq_kact *a, int t, __m512 *v, const int nr) {
     MQ_ASSERT(a->xhat_ready);
     int ng = p->ngroups, sh = group_shift(p);
-    const float *s = p->scale + (size_t)o * ng, *xh = a->xhat + (size_t)t * a->kp;
-    if (ng > 1 && sh < 0) return _mm512_maskz_mov_ps(1, _mm512_set1_ps(mq_kern_over_float(p, o, a, t)));
-    __m512 acc = _mm512_setzero_ps();
-    for (uint32_t n = p->over_ptr[o], n1 = p->over_ptr[o + 1]; n < n1; n += 16) {
+    if (ng > 1 && sh < 0) {
+        for (int i = 0; i < nr; i++)
+            v[i] = _mm512_add_ps(v[i], _mm512_maskz_mov_ps(1, _mm512_set1_ps(mq_kern_over_float(p, o + i, a, t))));
+        return;
+    }
+    const float *xh = a->xhat + (size_t)t * a->kp, *s = p->scale + (size_t)o * ng;
+    const uint32_t *ptr = p->over_ptr + o;
+    uint32_t n0 = ptr[0], n1 = ptr[nr];
+    __m512i bnd[4], lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+    __m512 acc[4];
+    UNROLL
+    for (int i = 0; i < 4; i++) {
+        bnd[i] = _mm512_set1_epi32((int)ptr[i < nr ? i : nr]);
+        acc[i] = _mm512_setzero_ps();
+    }
+    for (uint32_t n = n0; n < n1; n += 16) {
         __mmask16 m = n1 - n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n1 - n)) - 1);
         __m512i col = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p->over_col + n));
         __m512 x = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, col, xh, 4);
-        if (ng > 1) x = _mm512_mul_ps(x, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, _mm512_srli_epi32(col, sh), s, 4));
-        acc = _mm512_add_ps(acc, x);
+        __m512i idx = _mm512_add_epi32(_mm512_set1_epi32((int)n), lane);
+        __mmask16 ge[4];
+        UNROLL
+        for (int i = 1; i < 4; i++) ge[i] = i < nr ? _mm512_cmpge_epu32_mask(idx, bnd[i]) : 0;
+        if (ng > 1) { /* lane's scale: row (o + its row) * ng + col >> sh */
+            __m512i g = _mm512_srli_epi32(col, sh);
+            UNROLL
+            for (int i = 1; i < nr; i++) g = _mm512_mask_add_epi32(g, ge[i], g, _mm512_set1_epi32(ng));
+            x = _mm512_mul_ps(x, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, g, s, 4));
+        }
+        UNROLL
+        for (int i = 0; i < nr; i++) {
+            __mmask16 mi = i + 1 < nr ? (__mmask16)(m & ~ge[i + 1]) : m;
+            if (i > 0) mi &= ge[i];
+            acc[i] = _mm512_mask_add_ps(acc[i], mi, acc[i], x);
+        }
     }
-    return ng == 1 ? _mm512_mul_ps(acc, _mm512_set1_ps(s[0])) : acc;
+    UNROLL
+    for (int i = 0; i < nr; i++)
+        v[i] = ng == 1 ? _mm512_fmadd_ps(acc[i], _mm512_set1_ps(s[i]), v[i]) : _mm512_add_ps(v[i], acc[i]);
 }
 
 /* y[i] for the nr (<= 4) rows o..o+nr-1 of token t from their fp32
  * accumulators acc[i]: the lanes' sum,
- * plus sum_g b_g * G_g, plus the overflow list (over_vec). */
+ * plus sum_g b_g * G_g, plus the overflow list (over_tile). */
 INLINE void rows_out(const mq_packed *p, int o, const mq_kact *a, int t, const __m512 *acc, float *y,
                      const int nr) {
     int ng = p->ngroups, nb = a->kp / MQ_PACK_BLOCK;
     const float *G = a->gsum + (size_t)t * nb;
     __m512 v[4];
     for (int i = 0; i < 4; i++) v[i] = i < nr ? acc[i] : _mm512_setzero_ps();
-    if (p->extra)
-        for (int i = 0; i < nr; i++) v[i] = _mm512_add_ps(v[i], over_vec(p, o + i, a, t));
+    if (p->extra) over_tile(p, o, a, t, v, nr);
     for (int g = 0; g < ng; g += 16) {
         __mmask16 m = ng - g >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (ng - g)) - 1);
         __m512 Gv = _mm512_maskz_loadu_ps(m, G + g);
@@ -297,10 +328,10 @@ INLINE void gv_tile(const mq_packed *p, int o, const mq_kact *a, float *y, const
      * weights at ~85% of the measured read bandwidth instead of ~45%
      * (docs/results.md §8). */
     const char *pf = (const char *)w + PF_AHEAD;
-    if (p->extra) { /* the overflow list is a second stream: ~1.5 lines per tile (16-bit columns), 4 KiB ahead */
-        const char *oc = (const char *)(p->over_col + p->over_ptr[o]) + 4096;
-        _mm_prefetch(oc, _MM_HINT_T1);
-        _mm_prefetch(oc + 64, _MM_HINT_T1);
+    if (p->extra) { /* the overflow list is a second stream: the tile's lines of it, 4 KiB ahead */
+        uintptr_t b0 = ((uintptr_t)(p->over_col + p->over_ptr[o]) + 4096) & ~(uintptr_t)63;
+        uintptr_t b1 = (uintptr_t)(p->over_col + p->over_ptr[o + nr]) + 4096;
+        for (uintptr_t b = b0; b < b1; b += 64) _mm_prefetch((const char *)b, _MM_HINT_T1);
     }
     for (int sb = 0; sb < ns; sb++) {
         UNROLL
