@@ -464,7 +464,7 @@ static void over_chunk(const mq_packed *p, int o, int nr, const mq_kact *a, int 
  * and 12 int32 accumulators take 12 vpdpbusd per chunk. After each step (a
  * superblock, or one tail chunk) they are converted and folded into 12 fp32
  * accumulators; after each slice those are reduced to one vector of the
- * tile's sums (lane 4j + i: token j, row i; mq_reduce16) and added to the
+ * tile's sums (lane 4j + i: token j, row i; mq_reduce12) and added to the
  * tile's partial outputs. The row scale (per channel), the bias term and
  * the overflow terms are applied once per tile at the end. Rows past o1
  * are zero codes, tokens past B are zero in xt/dt; neither is stored.
@@ -576,9 +576,9 @@ INLINE void tile_slice(const mq_kact *a, int T, int s0, int s1, int ns, const ui
     int nc = a->kp / MQ_PACK_CHUNK;
     const int8_t *xt = a->xt + (size_t)T * nc * MQ_KACT_TT * 64;
     const float *dt = a->dt + (size_t)T * mq_kact_nsteps(a->kp) * MQ_KACT_TT * 16;
-    __m512 facc[16];
+    __m512 facc[NACC];
     UNROLL
-    for (int k = 0; k < 16; k++) facc[k] = _mm512_setzero_ps();
+    for (int k = 0; k < NACC; k++) facc[k] = _mm512_setzero_ps();
     const uint8_t *wc = wb;
     for (int s = s0; s < s1; s++) {
         const int8_t *xc = xt + (size_t)mq_kern_step_chunk(s, ns) * MQ_KACT_TT * 64;
@@ -591,7 +591,7 @@ INLINE void tile_slice(const mq_kact *a, int T, int s0, int s1, int ns, const ui
             wc += GR * 64;
         }
     }
-    *part = _mm512_add_ps(*part, mq_reduce16(facc));
+    *part = _mm512_add_ps(*part, mq_reduce12(facc));
 }
 
 /* Outputs of token tile (tokens t0..t0+nt-1, rows o..o+nr-1) from its sums
