@@ -131,28 +131,52 @@ INLINE void over_tile(const mq_packed *p, int o, const mq_kact *a, int t, __m512
     }
     UNROLL
     for (int i = 0; i < nr; i++)
-        v[i] = ng == 1 ? _mm512_fmadd_ps(acc[i], _mm512_set1_ps(s[i]), v[i]) : _mm512_add_ps(v[i], acc[i]);
+        v[i] = _mm512_add_ps(v[i], acc[i]); /* per channel, rows_out applies the row scale */
 }
 
 /* y[i] for the nr (<= 4) rows o..o+nr-1 of token t from their fp32
- * accumulators acc[i]: the lanes' sum,
- * plus sum_g b_g * G_g, plus the overflow list (over_tile). */
+ * accumulators acc[i] (per channel: not yet times the row scale): the
+ * lanes' sum plus the overflow list (over_tile), per channel times s_i
+ * and plus b_i G, with groups plus sum_g b_g * G_g. The accumulators stay
+ * in registers (over_tile's array only with an overflow list), and per
+ * channel the scale and bias are one 4-lane fma after the reduction: at
+ * int2 a 2048-column tile is 4 superblocks a row, and this end of it had
+ * cost ~15% of a one-thread stream on Zen 4 (docs/results.md §18). */
 INLINE void rows_out(const mq_packed *p, int o, const mq_kact *a, int t, const __m512 *acc, float *y,
-                     const int nr) {
+                     const int nr, const bool in_regs) {
     int ng = p->ngroups, nb = a->kp / MQ_PACK_BLOCK;
     const float *G = a->gsum + (size_t)t * nb;
-    __m512 v[4];
-    for (int i = 0; i < 4; i++) v[i] = i < nr ? acc[i] : _mm512_setzero_ps();
-    if (p->extra) over_tile(p, o, a, t, v, nr);
+    const __mmask8 rm = (__mmask8)((1u << nr) - 1);
+    __m512 v0, v1, v2, v3;
+    if (in_regs) {
+        const __m512 z = _mm512_setzero_ps();
+        v0 = acc[0], v1 = nr > 1 ? acc[1] : z, v2 = nr > 2 ? acc[2] : z, v3 = nr > 3 ? acc[3] : z;
+        if (p->extra) {
+            __m512 v[4] = {v0, v1, v2, v3};
+            over_tile(p, o, a, t, v, nr);
+            v0 = v[0], v1 = v[1], v2 = v[2], v3 = v[3];
+        }
+    } else {
+        __m512 v[4];
+        for (int i = 0; i < 4; i++) v[i] = i < nr ? acc[i] : _mm512_setzero_ps();
+        if (p->extra) over_tile(p, o, a, t, v, nr);
+        v0 = v[0], v1 = v[1], v2 = v[2], v3 = v[3];
+    }
+    if (ng == 1) {
+        __m128 S = _mm_maskz_loadu_ps(rm, p->scale + o), Bv = _mm_maskz_loadu_ps(rm, p->bias + o);
+        _mm_mask_storeu_ps(y, rm, _mm_fmadd_ps(reduce4(v0, v1, v2, v3), S, _mm_mul_ps(Bv, _mm_set1_ps(G[0]))));
+        return;
+    }
     for (int g = 0; g < ng; g += 16) {
         __mmask16 m = ng - g >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (ng - g)) - 1);
         __m512 Gv = _mm512_maskz_loadu_ps(m, G + g);
-        for (int i = 0; i < nr; i++)
-            v[i] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, p->bias + (size_t)(o + i) * ng + g), Gv, v[i]);
+        const float *b = p->bias + (size_t)o * ng + g;
+        v0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, b), Gv, v0);
+        if (nr > 1) v1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, b + ng), Gv, v1);
+        if (nr > 2) v2 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, b + 2 * (size_t)ng), Gv, v2);
+        if (nr > 3) v3 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, b + 3 * (size_t)ng), Gv, v3);
     }
-    float out[4];
-    _mm_storeu_ps(out, reduce4(v[0], v[1], v[2], v[3]));
-    for (int i = 0; i < nr; i++) y[i] = out[i];
+    _mm_mask_storeu_ps(y, rm, reduce4(v0, v1, v2, v3));
 }
 
 /* -------------------------------------------------------- superblocks */
@@ -374,10 +398,7 @@ INLINE void gv_tile(const mq_packed *p, int o, const mq_kact *a, float *y, const
             facc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), W, X)), m, facc[i]);
         }
     }
-    UNROLL
-    for (int i = 0; i < nr; i++)
-        if (ng == 1) facc[i] = _mm512_mul_ps(facc[i], _mm512_set1_ps(s[(size_t)i * ng]));
-    rows_out(p, o, a, 0, facc, y + o, nr);
+    rows_out(p, o, a, 0, facc, y + o, nr, r != 4);
 }
 
 /* --------------------------------------------------------------- gemv */
@@ -418,8 +439,24 @@ INLINE void gemv_r(const mq_packed *p, int o0, int o1, const mq_kact *a, float *
     }
 }
 
+/* One function per width, not one switch over inlined bodies: GCC
+ * allocates registers over a whole function, and with every width's loop in
+ * one body a change to one width's code moved another's spills and its
+ * speed by up to 25% (docs/results.md §18). */
+#define GEMV_WIDTH(R)                                                                                          \
+    static __attribute__((noinline)) void gemv_w##R(const mq_packed *p, int o0, int o1, const mq_kact *a,     \
+                                                    float *y) {                                               \
+        gemv_r(p, o0, o1, a, y, R);                                                                            \
+    }
+GEMV_WIDTH(8)
+GEMV_WIDTH(6)
+GEMV_WIDTH(4)
+GEMV_WIDTH(3)
+GEMV_WIDTH(2)
+#define GEMV_CALL(p, o0, o1, a, y, R) gemv_w##R(p, o0, o1, a, y)
+
 static void gemv_avx512(const mq_packed *p, int o0, int o1, const mq_kact *a, float *y) {
-    MQ_KERN_BY_WIDTH(p->bits, gemv_r, p, o0, o1, a, y);
+    MQ_KERN_BY_WIDTH(p->bits, GEMV_CALL, p, o0, o1, a, y);
 }
 
 /* --------------------------------------------------------------- gemm */
