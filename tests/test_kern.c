@@ -24,6 +24,7 @@
 #include "quant/ref.h"
 
 #include <math.h>
+#include <omp.h>
 
 static uint64_t rng = 88172645463325252ULL;
 static uint32_t rnd(void) {
@@ -215,10 +216,21 @@ static void shared_case(int B, int group, bool tall) {
     for (int i = 0; i < 3; i++) mq_kern_matmul(&P[i], x, B, want[i], a);
     const mq_packed *pp[3] = {&P[0], &P[1], &P[2]};
     CHECK(mq_kern_can_share(3, pp), "three matrices of one input and group cannot share");
-    mq_kern_matmul_shared(3, pp, x, B, got, a);
-    int bad = 0;
-    for (int i = 0; i < 3; i++) bad += memcmp(want[i], got[i], (size_t)B * rows[i] * sizeof(float)) != 0;
-    CHECK(bad == 0, "shared product (B=%d, group %d): %d of 3 outputs differ from separate products", B, group, bad);
+    /* on 1, 2, 4 and 6 threads (more than this machine's cores: threads that
+     * are descheduled leave their regions to be stolen): every row is
+     * written, and bit for bit as by the separate products */
+    int saved = omp_get_max_threads();
+    for (int nt = 1; nt <= 7; nt += 2 - (nt == 1)) {
+        omp_set_num_threads(nt);
+        for (int i = 0; i < 3; i++)
+            for (int j = 0; j < B * rows[i]; j++) got[i][j] = NAN;
+        mq_kern_matmul_shared(3, pp, x, B, got, a);
+        int bad = 0;
+        for (int i = 0; i < 3; i++) bad += memcmp(want[i], got[i], (size_t)B * rows[i] * sizeof(float)) != 0;
+        CHECK(bad == 0, "shared product (B=%d, group %d, %d threads): %d of 3 outputs differ from separate products",
+              B, group, nt, bad);
+    }
+    omp_set_num_threads(saved);
     /* and every row is computed: against the single-threaded scalar kernel */
     for (int i = 0; i < 3; i++) {
         mq_kact_quantize(a, x, B, cols);

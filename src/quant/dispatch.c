@@ -248,67 +248,92 @@ bool mq_kern_float_forced(void) {
 
 /* ------------------------------------------------------------ product */
 
-#ifndef ROW_TAIL
-#define ROW_TAIL 8 /* the last 1/ROW_TAIL of each matrix's rows is shared out dynamically */
-#endif
-#define ROW_CHUNK 32 /* rows per dynamic work item */
-#define FINE_CHUNK 16 /* rows per item at the very end of a region: one 64-byte line of y */
-#define FINE_ROWS 64 /* the last matrix's last rows, in FINE_CHUNK items */
+#define BLK 16 /* rows per block, the unit of work: one 64-byte line of y, so no two threads write one line */
+#define CLAIM_BYTES 32768 /* decode: weight bytes a thread takes at a time from the front of its region */
+#define MAX_T 64 /* threads one product is split over at most */
 
 /* Rows of the n matrices p[] (one quantized input a) on the OpenMP threads.
- * Each thread takes a static slice of whole 16-row blocks of the first
- * rows of every matrix (one contiguous weight stream, which the kernels
- * prefetch); the last 1/ROW_TAIL of each matrix is cut into items of
- * ROW_CHUNK rows taken from a shared counter by whichever thread finishes
- * first, so a thread slowed by another job, an interrupt or the hypervisor
- * does not leave the other spinning at the barrier; the region's last
- * FINE_ROWS rows go in items of FINE_CHUNK, so that the threads end within
- * a small item of each other (with 32-row items the one that finished first
- * waited about one item: 2-4 us per decode product, ~3% of an int2 step on
- * the 1.1B shape; docs/results.md §13). 16 rows, not fewer, so that no two
- * threads write one cache line of y. Fully dynamic rows were slower in
- * decode (each item restarts the prefetch stream); static rows alone left
- * one prompt thread idle for 1-10% of each product on this VM
- * (docs/results.md §11). */
+ * The matrices' 16-row blocks, one after another, form one sequence cut
+ * into T contiguous regions, one per thread. A thread takes its own
+ * region from the front in claims of ~CLAIM_BYTES of weights (one block a
+ * claim for prompts), so that its claims follow one another in memory and
+ * the kernels' software prefetch, which runs 16 KiB ahead of the rows in
+ * hand, has the next claim's first lines in flight when it starts. A thread
+ * whose region is done steals from the back of another's: half of what is
+ * left there, at most one claim, so that a thread slowed by another job,
+ * an interrupt or the hypervisor does not leave the other spinning at the
+ * barrier, and the threads end within about a claim of each other. The
+ * scheme before this one (a static 7/8 of each matrix, the rest in 32-row
+ * items from one shared counter) ran its shared items at about a third of
+ * the static part's speed in decode, each item starting a cold stream;
+ * docs/results.md §19. A region's front and back are one 64-bit word (front
+ * in the low half), changed by compare-and-swap, in a cache line of its
+ * own: the owner's claims touch only its line until someone steals. */
+typedef struct {
+    _Alignas(64) uint64_t fb;
+} region;
+
 /* Rows o0..o1-1 of p: the decode kernel for one token, else the prompt kernel. */
 static inline void rows(const mq_kern_ops *k, const mq_packed *p, int o0, int o1, const mq_kact *a, int B, float *y) {
     if (B == 1) k->gemv(p, o0, o1, a, y);
     else k->gemm(p, o0, o1, a, y, p->rows);
 }
 
+/* Takes up to c blocks from region r: from its front (own = true; at most a
+ * quarter of what is left once that is small, so the owner's last claims
+ * shrink as stealers' do) or from its back (half of what is left, at most c).
+ * Returns the count taken (0: the region is empty) and the first block in *b0. */
+static int take(region *r, int c, bool own, int *b0) {
+    uint64_t v = __atomic_load_n(&r->fb, __ATOMIC_RELAXED);
+    for (;;) {
+        uint32_t f = (uint32_t)v, b = (uint32_t)(v >> 32);
+        if (f >= b) return 0;
+        int left = (int)(b - f), k = own ? left / 4 : (left + 1) / 2;
+        if (k > c) k = c;
+        if (k < 1) k = 1;
+        uint64_t nv = own ? ((uint64_t)b << 32 | (f + (uint32_t)k)) : ((uint64_t)(b - (uint32_t)k) << 32 | f);
+        if (__atomic_compare_exchange_n(&r->fb, &v, nv, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+            *b0 = own ? (int)f : (int)(b - (uint32_t)k);
+            return k;
+        }
+    }
+}
+
 static void run_rows(const mq_kern_ops *k, int n, const mq_packed *const *p, const mq_kact *a, int B,
                      float *const *y, int T) {
-    /* matrix i's dynamic rows head[i]..rows-1: coarse items first, then
-     * (the last matrix only) fine ones from fine0 on; fine0 and coarse_last
-     * are the last matrix's (each pass of the loop overwrites them) */
-    int head[4], items[5] = {0}, fine0 = 0, coarse_last = 0;
-    for (int i = 0; i < n; i++) {
-        int R = p[i]->rows;
-        int tail = T > 1 ? R / ROW_TAIL / ROW_CHUNK * ROW_CHUNK : 0;
-        head[i] = R - tail;
-        int fine = i == n - 1 ? (tail < FINE_ROWS ? tail : FINE_ROWS) : 0;
-        fine0 = R - fine;
-        coarse_last = (tail - fine) / ROW_CHUNK;
-        items[i + 1] = items[i] + coarse_last + fine / FINE_CHUNK;
+    if (T <= 1) {
+        for (int i = 0; i < n; i++) rows(k, p[i], 0, p[i]->rows, a, B, y[i]);
+        return;
     }
-    int next = 0;
+    if (T > MAX_T) T = MAX_T;
+    int off[5] = {0}; /* matrix i's blocks are off[i]..off[i+1]-1 of the sequence */
+    for (int i = 0; i < n; i++) off[i + 1] = off[i] + (p[i]->rows + BLK - 1) / BLK;
+    int nb = off[n];
+    if (T > nb) T = nb;
+    int claim = 1;
+    if (B == 1) {
+        size_t blk_bytes = (size_t)BLK * p[0]->row_bytes;
+        claim = blk_bytes >= CLAIM_BYTES ? 1 : (int)(CLAIM_BYTES / blk_bytes);
+    }
+    region reg[MAX_T];
+    for (int t = 0; t < T; t++)
+        reg[t].fb = (uint64_t)((int64_t)nb * (t + 1) / T) << 32 | (uint64_t)((int64_t)nb * t / T);
 #pragma omp parallel num_threads(T)
     {
-        int t = omp_get_thread_num(), nt = omp_get_num_threads();
-        for (int i = 0; i < n; i++) {
-            int o0, o1;
-            mq_thread_slice(head[i], 16, t, nt, &o0, &o1);
-            if (o1 > o0) rows(k, p[i], o0, o1, a, B, y[i]);
-        }
-        int i = 0;
-        for (int it; (it = __atomic_fetch_add(&next, 1, __ATOMIC_RELAXED)) < items[n];) {
-            while (it >= items[i + 1]) i++;
-            int j = it - items[i], o0 = head[i] + j * ROW_CHUNK, o1 = o0 + ROW_CHUNK;
-            if (i == n - 1 && j >= coarse_last) { /* past the coarse items of the last matrix */
-                o0 = fine0 + (j - coarse_last) * FINE_CHUNK;
-                o1 = o0 + FINE_CHUNK;
+        /* every thread visits every region, its own first: a team smaller
+         * than asked for (nested, OMP_THREAD_LIMIT) still does all of them */
+        int t = omp_get_thread_num();
+        for (int step = 0; step < T; step++) {
+            int v = (t + step) % T, b0, c;
+            while ((c = take(&reg[v], claim, step == 0 && v == t, &b0)) > 0) {
+                for (int i = 0, b1 = b0 + c; i < n && b0 < b1; i++) {
+                    if (b0 >= off[i + 1]) continue;
+                    int e = b1 < off[i + 1] ? b1 : off[i + 1];
+                    int o0 = (b0 - off[i]) * BLK, o1 = (e - off[i]) * BLK;
+                    rows(k, p[i], o0, o1 < p[i]->rows ? o1 : p[i]->rows, a, B, y[i]);
+                    b0 = e;
+                }
             }
-            rows(k, p[i], o0, o1, a, B, y[i]);
         }
     }
 }
