@@ -29,8 +29,13 @@
  * streamed and weights/s. Wall-clock, so only meaningful on a quiet
  * machine; compare with build/membw of the same moment.
  *
+ * --only kact: instead, the activation quantization every product starts
+ * with (mq_kact_quantize, one thread): cycles and microseconds a token
+ * at 2048 and 5632 columns, for one token (decode, where it runs before
+ * the product's threads start) and for --batch tokens.
+ *
  * Usage: build/kernbench [--kern avx512|avx2|scalar] [--reps N] [--batch B]
- *                        [--only gemv|gemm] [--widths 8,4,2x] [--json]
+ *                        [--only gemv|gemm|kact] [--widths 8,4,2x] [--json]
  *        build/kernbench --stream T [--widths 8,4,2] [--reps N]
  */
 #include "quant/kern.h"
@@ -177,7 +182,7 @@ static double int8_peak_cpw(const char **what) {
 typedef struct {
     const mq_kern_ops *k;
     int reps, batch;
-    bool do_gemv, do_gemm, json;
+    bool do_gemv, do_gemm, do_kact, json;
 } opts;
 
 /* Best cycles per weight of reps calls of one kernel on p (B tokens). */
@@ -260,6 +265,36 @@ static int parse_widths(const char *widths, int *r, bool *extra) {
     return n;
 }
 
+/* --only kact: see the header. One thread, as a decode product runs it. */
+static int kact_bench(const opts *o) {
+    bool perf = counter_open();
+    printf("# kernbench --only kact: mq_kact_quantize on one thread, %s (TSC %.2f GHz), best of %d\n"
+           "# %-6s %-6s %12s %12s\n",
+           perf ? "user-mode core cycles (perf_event)" : "thread CPU time in TSC cycles (no perf events)", tsc_per_ns,
+           o->reps, "cols", "tokens", "cycles/tok", "us/tok");
+    const int cols[2] = {2048, 5632};
+    mq_kact *a = mq_kact_new(o->batch, 5632);
+    float *x = mq_malloc((size_t)o->batch * 5632 * sizeof(float));
+    for (size_t i = 0; i < (size_t)o->batch * 5632; i++) x[i] = (float)((double)rnd() / 2147483648.0 - 1.0);
+    int bs[2] = {1, o->batch};
+    omp_set_num_threads(1);
+    for (int c = 0; c < 2; c++)
+        for (int b = 0; b < (o->batch > 1 ? 2 : 1); b++) {
+            int B = bs[b], calls = (int)(2e7 / ((double)cols[c] * B)) + 1;
+            double best = 1e30;
+            for (int r = 0; r < o->reps + 1; r++) { /* the first is a warm-up */
+                uint64_t c0 = counter_read();
+                for (int i = 0; i < calls; i++) mq_kact_quantize(a, x, B, cols[c]);
+                double cyc = (double)(counter_read() - c0) / ((double)calls * B);
+                if (r > 0 && cyc < best) best = cyc;
+            }
+            printf("  %-6d %-6d %12.0f %12.3f\n", cols[c], B, best, best / tsc_per_ns / 1000.0);
+        }
+    mq_kact_free(a);
+    free(x);
+    return 0;
+}
+
 /* --stream: see the header. */
 static int stream_bench(int T, const char *widths, int reps) {
     const int shapes[7][2] = {{2048, 2048}, {256, 2048}, {256, 2048}, {2048, 2048},
@@ -326,12 +361,12 @@ static int stream_bench(int T, const char *widths, int reps) {
 
 static void usage(void) {
     fprintf(stderr, "usage: kernbench [--kern avx512|avx2|scalar] [--reps N (3)] [--batch B (128)]\n"
-                    "                 [--only gemv|gemm] [--widths LIST (8,6,4,3,2,2x)] [--json]\n"
+                    "                 [--only gemv|gemm|kact] [--widths LIST (8,6,4,3,2,2x)] [--json]\n"
                     "       kernbench --stream THREADS [--widths LIST] [--reps N]   (decode from memory, 1.1B shape)\n");
 }
 
 int main(int argc, char **argv) {
-    opts o = {mq_kern_active(), 3, 128, true, true, false};
+    opts o = {mq_kern_active(), 3, 128, true, true, false, false};
     const char *widths = "8,6,4,3,2,2x";
     int stream = 0;
     for (int i = 1; i < argc; i++) {
@@ -345,7 +380,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--only") && v) {
             o.do_gemv = !strcmp(v, "gemv");
             o.do_gemm = !strcmp(v, "gemm");
-            if (!o.do_gemv && !o.do_gemm) { usage(); return 2; }
+            o.do_kact = !strcmp(v, "kact");
+            if (!o.do_gemv && !o.do_gemm && !o.do_kact) { usage(); return 2; }
             i++;
         } else if (!strcmp(argv[i], "--widths") && v) { widths = v; i++; }
         else if (!strcmp(argv[i], "--json")) o.json = true;
@@ -355,6 +391,7 @@ int main(int argc, char **argv) {
     }
     if (o.reps < 1 || o.batch < 1 || o.batch > 4096) { usage(); return 2; }
     if (stream) return stream_bench(stream, widths, o.reps);
+    if (o.do_kact) return kact_bench(&o);
     int rs[16], nw;
     bool xs[16];
     if ((nw = parse_widths(widths, rs, xs)) < 0) return 2;
