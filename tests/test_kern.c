@@ -220,7 +220,9 @@ static void shared_case(int B, int group, bool tall) {
      * are descheduled leave their regions to be stolen): every row is
      * written, and bit for bit as by the separate products */
     int saved = omp_get_max_threads();
-    for (int nt = 1; nt <= 7; nt += 2 - (nt == 1)) {
+    const int teams[] = {1, 2, 4, 6};
+    for (int ti = 0; ti < 4; ti++) {
+        int nt = teams[ti];
         omp_set_num_threads(nt);
         for (int i = 0; i < 3; i++)
             for (int j = 0; j < B * rows[i]; j++) got[i][j] = NAN;

@@ -13,7 +13,6 @@
  */
 #include "quant/kern.h"
 
-#include "core/threads.h"
 
 #include <emmintrin.h>
 #include <math.h>
